@@ -1,0 +1,150 @@
+"""Projection shortcuts: make every residual add well-defined.
+
+A residual add y = F(x) + x whose operands differ in shape is undefined; the
+seed's projection connection replaces it by y = F(x) + P(x). The shortcut
+operand is the one that feeds the other. Options (He et al. 2015):
+
+- B (default): project only where shapes differ. NCHW: P = 1x1 conv (stride =
+  the spatial ratio, no bias) then batch norm, named ``<scope>.downsample.0/1``
+  as torchvision does; rank 2/3: P(x) = x M^T, a bias-free linear ``<scope>.proj``.
+- A: parameter-free. Stride the identity (1x1 average pool with the ratio as
+  stride, i.e. x[:, :, ::s, ::s]) and zero-pad the new channels, half before
+  and half after, as the CIFAR ResNets' reference code does.
+- C: project every residual shortcut, also where shapes agree.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from resdsl import residual
+from resdsl.errors import ResdslError
+from resdsl.ir import BUFFER, WEIGHT, Graph
+from resdsl.nn import he_normal
+from resdsl.shapes import broadcast, fmt
+
+from .manager import PassOptions, PassResult, register_pass
+
+PROJECTION_ROLES = ("projection", "shortcut")
+
+
+def _shortcut_operand(graph: Graph, add: int) -> tuple[int, int] | None:
+    """(shortcut, branch) of a residual add, or None when neither operand feeds the other."""
+    a, b = graph.args(add)
+    if graph.is_ancestor(a, b):
+        return a, b
+    if graph.is_ancestor(b, a):
+        return b, a
+    return None
+
+
+@register_pass("shortcuts")
+def run(graph: Graph, options: PassOptions) -> PassResult:
+    """Insert projection (B/C) or parameter-free (A) shortcuts where a residual add needs one."""
+    mode = (options.shortcut or graph.meta.get("shortcut") or "B").upper()
+    if mode not in ("A", "B", "C"):
+        raise ResdslError(f"unknown shortcut option {mode!r}", hint="use A, B or C")
+    counts = {"projections": 0, "parameter_free": 0}
+    for nid in graph.topo_order():
+        node = graph.node(nid)
+        if node.op != "add":
+            continue
+        a, b = graph.args(nid)
+        sa, sb = graph.node(a).shape, graph.node(b).shape
+        mismatched = broadcast(sa, sb) is None
+        if not mismatched and (mode != "C" or sa != sb):
+            continue
+        pair = _shortcut_operand(graph, nid)
+        if pair is None:
+            if not mismatched:
+                continue
+            na, nb = graph.node(a), graph.node(b)
+            raise ResdslError(
+                f"{node.name}: operands {na.name} {fmt(sa)} (from {na.loc}) and {nb.name} {fmt(sb)} "
+                f"(from {nb.loc}) differ in shape and neither feeds the other",
+                node.loc,
+                "a projection needs a shortcut that the branch is computed from",
+            )
+        shortcut, branch = pair
+        if graph.node(shortcut).role in PROJECTION_ROLES:
+            continue  # projected by an earlier run
+        plan = residual.plan(graph.node(shortcut).shape, graph.node(branch).shape)
+        if isinstance(plan, str):
+            raise ResdslError(f"{node.name}: residual add cannot be projected: {plan}", node.loc)
+        if mode == "A" and mismatched:
+            new = _parameter_free(graph, node, shortcut, plan)
+            counts["parameter_free"] += 1
+        elif mode == "A":
+            continue
+        else:
+            new = _project(graph, node, shortcut, plan)
+            counts["projections"] += 1
+        index = graph.args(nid).index(shortcut)
+        graph.set_input(nid, index, new)
+        graph.reinfer(nid)
+        if graph.node(nid).shape != graph.node(branch).shape:
+            raise ResdslError(f"{node.name}: projection did not reconcile shapes", node.loc)
+    return PassResult(graph, any(counts.values()), counts)
+
+
+def _project(graph: Graph, add, shortcut: int, plan: residual.Projection) -> int:
+    seed = graph.meta.get("seed", 0)
+    scope = add.scope
+    prefix = f"{scope}." if scope else ""
+    loc = add.loc
+    if plan.kind == "conv":
+        conv = graph.unique_name(f"{prefix}downsample.0")
+        bn = graph.unique_name(f"{prefix}downsample.1")
+        w = graph.add_param(
+            f"{conv}.weight",
+            he_normal(seed, f"{conv}.weight", (plan.out_features, plan.in_features, 1, 1), plan.in_features),
+            WEIGHT,
+            loc,
+            role="projection",
+        )
+        c = graph.add_node("conv2d", [shortcut, w], {"stride": plan.stride}, name=conv, loc=loc, role="projection")
+        stats = [
+            graph.add_param(f"{bn}.weight", np.ones(plan.out_features), WEIGHT, loc, role="projection"),
+            graph.add_param(f"{bn}.bias", np.zeros(plan.out_features), WEIGHT, loc, role="projection"),
+            graph.add_param(f"{bn}.running_mean", np.zeros(plan.out_features), BUFFER, loc, role="projection"),
+            graph.add_param(f"{bn}.running_var", np.ones(plan.out_features), BUFFER, loc, role="projection"),
+        ]
+        return graph.add_node("batch_norm", [c, *stats], name=bn, loc=loc, role="projection")
+    proj = graph.unique_name(f"{prefix}proj")
+    w = graph.add_param(
+        f"{proj}.weight",
+        he_normal(seed, f"{proj}.weight", (plan.out_features, plan.in_features), plan.in_features),
+        WEIGHT,
+        loc,
+        role="projection",
+    )
+    return graph.add_node("linear", [shortcut, w], name=proj, loc=loc, role="projection")
+
+
+def _parameter_free(graph: Graph, add, shortcut: int, plan: residual.Projection) -> int:
+    if plan.out_features < plan.in_features:
+        raise ResdslError(
+            f"{add.name}: option A cannot shrink {plan.in_features} features to {plan.out_features}",
+            add.loc,
+            "use --shortcut B to project instead",
+        )
+    prefix = f"{add.scope}." if add.scope else ""
+    x = shortcut
+    rank = len(graph.node(shortcut).shape)
+    if plan.kind == "conv" and plan.stride > 1:
+        name = graph.unique_name(f"{prefix}shortcut.stride")
+        x = graph.add_node(
+            "avg_pool2d", [x], {"kernel": 1, "stride": plan.stride}, name=name, loc=add.loc, role="shortcut"
+        )
+    extra = plan.out_features - plan.in_features
+    if extra:
+        axis = 1 if plan.kind == "conv" else rank - 1
+        pads = [0] * (2 * rank)
+        pads[axis] = extra // 2
+        pads[rank + axis] = extra - extra // 2
+        name = graph.unique_name(f"{prefix}shortcut.pad")
+        x = graph.add_node("pad", [x], {"pads": tuple(pads)}, name=name, loc=add.loc, role="shortcut")
+    if x == shortcut:
+        name = graph.unique_name(f"{prefix}shortcut")
+        x = graph.add_node("identity", [x], name=name, loc=add.loc, role="shortcut")
+    return x

@@ -1,0 +1,38 @@
+"""Subcommands of the ``resdsl`` CLI, one a module, each with ``add_parser(subparsers)``."""
+
+from __future__ import annotations
+
+import argparse
+
+from resdsl.errors import ResdslError
+from resdsl.loader import parse_arg
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """MODEL.py, --model and --arg, shared by every command that builds a model."""
+    p.add_argument("model_file", metavar="MODEL.py", help="a model file written in the resdsl DSL")
+    p.add_argument("--model", help="which @resdsl.model of the file (needed when it has several)")
+    p.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE", help="argument of the model function")
+
+
+def add_pass_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-O", dest="level", type=int, default=2, choices=(0, 1, 2), help="optimisation level (default 2)")
+    p.add_argument("--passes", help="comma-separated explicit pass list (overrides -O)")
+    p.add_argument("--shortcut", choices=("A", "B", "C"), help="shortcut option (default: the model's, else B)")
+    p.add_argument("--residual-scale", metavar="inv-depth|ALPHA", help="scale residual branches (off by default)")
+
+
+def model_arguments(args: argparse.Namespace) -> dict:
+    out = {}
+    for text in args.arg:
+        key, value = parse_arg(text)
+        if key in out:
+            raise ResdslError(f"--arg {key} given twice")
+        out[key] = value
+    return out
+
+
+def pass_list(args: argparse.Namespace) -> list[str] | None:
+    if not getattr(args, "passes", None):
+        return None
+    return [p.strip() for p in args.passes.split(",") if p.strip()]

@@ -1,0 +1,57 @@
+"""``resdsl compile``: build a model, optimise it, and write an artifact."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from . import add_model_args, add_pass_args, model_arguments, pass_list
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("compile", help="compile a model file to ONNX or a TVM module")
+    add_model_args(p)
+    add_pass_args(p)
+    p.add_argument("--target", default="onnx", help="onnx, onnx-ort, llvm (cpu) or cuda (default onnx)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="artifact path (.onnx, or .so for TVM)")
+    p.add_argument("--arch", default="sm_90", help="CUDA architecture for --target cuda (default sm_90)")
+    p.add_argument("--batch", type=int, help="fix the batch size (TVM); default: symbolic")
+    p.add_argument("--weights", metavar="FILE", help="load parameters from .safetensors, .npz or .pt")
+    p.add_argument("--db", metavar="DIR", help="MetaSchedule database to apply (TVM targets)")
+    p.add_argument("--verbose", action="store_true", help="print the pass table")
+    p.add_argument("--dump-after", metavar="PASS|all", help="dump the graph after a pass (text and DOT)")
+    p.add_argument("--dump-dir", default="resdsl-dump", metavar="DIR", help="where --dump-after writes")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from resdsl.backends import EmitOptions, emit, resolve_target
+    from resdsl.driver import CompileRequest, build_graph
+
+    target = resolve_target(args.target)
+    req = CompileRequest(
+        path=args.model_file,
+        model=args.model,
+        arguments=model_arguments(args),
+        level=args.level,
+        passes=pass_list(args),
+        shortcut=args.shortcut,
+        residual_scale=args.residual_scale,
+        weights=args.weights,
+        verify=True,
+        dump_after=args.dump_after,
+        dump_dir=args.dump_dir if args.dump_after else None,
+    )
+    t0 = time.perf_counter()
+    graph, pipeline = build_graph(req)
+    if args.verbose:
+        print(pipeline.table())
+    options = EmitOptions(
+        target=target.name, arch=args.arch, batch=args.batch, db=args.db, provenance=graph.meta["provenance"]
+    )
+    files = emit(graph, args.output, options)
+    elapsed = time.perf_counter() - t0
+    sizes = ", ".join(f"{f} ({os.path.getsize(f) / 1e6:.1f} MB)" for f in files)
+    print(f"wrote {sizes} for target {target.name} in {elapsed:.1f} s")
+    return 0

@@ -1,0 +1,67 @@
+"""The compile driver: model file -> canonical graph -> passes -> backend artifact."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ResdslError
+from .ir import Graph
+from .loader import build_model, pick_model
+
+
+@dataclass
+class CompileRequest:
+    path: str
+    model: str | None = None
+    arguments: dict[str, Any] = field(default_factory=dict)
+    level: int = 2
+    passes: list[str] | None = None
+    shortcut: str | None = None
+    residual_scale: str | None = None
+    weights: str | None = None
+    verify: bool = False
+    dump_after: str | None = None
+    dump_dir: str | None = None
+
+
+def provenance(path: str, model: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """Where an artifact came from: enough to tell whether it matches a model file and arguments."""
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    args = json.dumps(arguments, sort_keys=True, default=str)
+    return {
+        "model_file": path,
+        "model": model,
+        "arguments": arguments,
+        "model_sha256": digest,
+        "hash": hashlib.sha256((digest + model + args).encode()).hexdigest()[:16],
+    }
+
+
+def build_graph(req: CompileRequest) -> tuple[Graph, Any]:
+    """Build the model and run the requested passes; returns the graph and the pipeline result."""
+    from resdsl.passes import LEVELS, PassOptions, pipeline, run_passes
+
+    model = pick_model(req.path, req.model)
+    raw = build_model(model, **req.arguments)
+    raw.meta["source"] = req.path
+    if req.weights:
+        from .weights import load_weights_file
+
+        # Weights name the canonical graph's parameters (projections included): canonicalise first.
+        from resdsl.passes import canonicalize
+
+        raw = canonicalize(raw, req.shortcut)
+        load_weights_file(raw, req.weights)
+    if req.level not in LEVELS:
+        raise ResdslError(f"unknown optimisation level -O{req.level}", hint=f"use one of {sorted(LEVELS)}")
+    options = PassOptions(shortcut=req.shortcut, residual_scale=req.residual_scale)
+    names = req.passes if req.passes is not None else pipeline(req.level, options)
+    if "shortcuts" not in names:
+        names = ["shortcuts", *names]
+    result = run_passes(raw, names, options, verify=req.verify, dump_dir=req.dump_dir, dump_after=req.dump_after)
+    result.graph.meta["provenance"] = provenance(req.path, model.name, req.arguments)
+    return result.graph, result

@@ -1,0 +1,354 @@
+"""The IR: a dataflow graph of single-output ops over a networkx MultiDiGraph.
+
+Edges ``(producer, consumer, key=input_index)`` are the single source of truth
+for dataflow, so ``add(x, x)`` is two parallel edges. Node ids grow with
+creation order, and every traversal breaks ties by id: the same model file
+always yields the same order, names and backend bytes.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Mapping
+
+import networkx as nx
+import numpy as np
+
+from . import registry
+from .errors import ResdslError, SourceLoc
+from .shapes import Shape, fmt
+
+# Parameter kinds: trained weights, running statistics, and compiler constants.
+WEIGHT, BUFFER, CONST = "weight", "buffer", "const"
+
+
+@dataclass
+class Node:
+    id: int
+    op: str
+    attrs: dict[str, Any]
+    shape: Shape
+    dtype: str
+    name: str
+    loc: SourceLoc | None = None
+    # Locations of nodes a rewrite replaced, so errors in fused code point home.
+    origins: tuple[SourceLoc, ...] = field(default_factory=tuple)
+    # What the compiler made this node for ("projection", "shortcut", "residual"): shown by viz and show.
+    role: str | None = None
+
+    @property
+    def scope(self) -> str:
+        return self.name.rsplit(".", 1)[0] if "." in self.name else ""
+
+
+class Graph:
+    def __init__(self, name: str = "model") -> None:
+        self.name = name
+        self._g = nx.MultiDiGraph()
+        self._next_id = 0
+        self.inputs: list[int] = []
+        self.outputs: list[tuple[str, int]] = []
+        self.parameters: dict[str, np.ndarray] = {}
+        self.param_kind: dict[str, str] = {}
+        self.meta: dict[str, Any] = {}
+
+    # ------------------------------------------------------------ building
+
+    def add_node(
+        self,
+        op: str,
+        inputs: Iterable[int] = (),
+        attrs: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        loc: SourceLoc | None = None,
+        shape: Shape | None = None,
+        origins: tuple[SourceLoc, ...] = (),
+        role: str | None = None,
+    ) -> int:
+        """Add a node; infer its shape unless ``shape`` is given (used for pending residuals)."""
+        opdef = registry.get(op)
+        inputs = list(inputs)
+        try:
+            attrs = opdef.normalize_attrs(dict(attrs or {}))
+            if not opdef.arity_ok(len(inputs)):
+                raise registry.ShapeError(f"{op} takes inputs {opdef.inputs}, got {len(inputs)}")
+            if shape is None:
+                shape = tuple(opdef.infer([self.node(i).shape for i in inputs], attrs))
+        except registry.ShapeError as e:
+            raise ResdslError(str(e), loc) from None
+        nid = self._next_id
+        self._next_id += 1
+        node = Node(nid, op, attrs, tuple(shape), "float32", name or f"{op}_{nid}", loc, origins, role)
+        self._g.add_node(nid, node=node)
+        for index, src in enumerate(inputs):
+            self._g.add_edge(src, nid, key=index)
+        return nid
+
+    def add_param(
+        self, name: str, value: np.ndarray, kind: str = WEIGHT, loc: SourceLoc | None = None, role: str | None = None
+    ) -> int:
+        if name in self.parameters:
+            raise ResdslError(f"parameter {name!r} is defined twice", loc, "give the layer a distinct name=")
+        value = np.ascontiguousarray(value, dtype=np.float32)
+        self.parameters[name] = value
+        self.param_kind[name] = kind
+        return self.add_node("param", (), {"name": name, "shape": value.shape}, name=name, loc=loc, role=role)
+
+    def add_input(self, name: str, shape: Shape, loc: SourceLoc | None = None) -> int:
+        nid = self.add_node("input", (), {"name": name, "shape": tuple(shape)}, name=name, loc=loc)
+        self.inputs.append(nid)
+        return nid
+
+    def set_output(self, name: str, nid: int) -> None:
+        self.outputs.append((name, nid))
+
+    # ------------------------------------------------------------ queries
+
+    def node(self, nid: int) -> Node:
+        return self._g.nodes[nid]["node"]
+
+    def __contains__(self, nid: int) -> bool:
+        return nid in self._g
+
+    def __len__(self) -> int:
+        return self._g.number_of_nodes()
+
+    def nodes(self) -> Iterator[Node]:
+        for nid in self.topo_order():
+            yield self.node(nid)
+
+    def args(self, nid: int) -> list[int]:
+        """Producers of ``nid``'s inputs, in input order."""
+        edges = sorted(self._g.in_edges(nid, keys=True), key=lambda e: e[2])
+        return [src for src, _, _ in edges]
+
+    def uses(self, nid: int) -> list[tuple[int, int]]:
+        """A snapshot of ``(consumer, input_index)`` pairs, safe to iterate while rewriting."""
+        return sorted((dst, key) for _, dst, key in self._g.out_edges(nid, keys=True))
+
+    def output_uses(self, nid: int) -> list[str]:
+        return [name for name, o in self.outputs if o == nid]
+
+    def num_uses(self, nid: int) -> int:
+        return len(self.uses(nid)) + len(self.output_uses(nid))
+
+    def topo_order(self) -> list[int]:
+        return list(nx.lexicographical_topological_sort(self._g))
+
+    def is_ancestor(self, a: int, b: int) -> bool:
+        """True when ``a`` feeds ``b`` through some path (``a`` != ``b``)."""
+        return a != b and nx.has_path(self._g, a, b)
+
+    def ancestors(self, nid: int) -> set[int]:
+        return nx.ancestors(self._g, nid)
+
+    def param_value(self, nid: int) -> np.ndarray | None:
+        n = self.node(nid)
+        return self.parameters[n.attrs["name"]] if n.op == "param" else None
+
+    def count_ops(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for nid in self._g.nodes:
+            op = self.node(nid).op
+            counts[op] = counts.get(op, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def compute_nodes(self) -> list[Node]:
+        return [n for n in self.nodes() if n.op not in ("input", "param")]
+
+    # ------------------------------------------------------------ rewriting
+
+    def replace_all_uses(self, old: int, new: int) -> None:
+        for dst, key in self.uses(old):
+            self._g.remove_edge(old, dst, key=key)
+            self._g.add_edge(new, dst, key=key)
+        self.outputs = [(name, new if o == old else o) for name, o in self.outputs]
+
+    def set_input(self, nid: int, index: int, src: int) -> None:
+        for s, _, k in list(self._g.in_edges(nid, keys=True)):
+            if k == index:
+                self._g.remove_edge(s, nid, key=k)
+        self._g.add_edge(src, nid, key=index)
+
+    def set_inputs(self, nid: int, srcs: list[int]) -> None:
+        for s, _, k in list(self._g.in_edges(nid, keys=True)):
+            self._g.remove_edge(s, nid, key=k)
+        for index, src in enumerate(srcs):
+            self._g.add_edge(src, nid, key=index)
+
+    def remove(self, nid: int) -> None:
+        """Remove a node that nothing uses; a parameter node also drops its array."""
+        if self.num_uses(nid):
+            raise ValueError(f"cannot remove {self.node(nid).name}: it still has uses")
+        node = self.node(nid)
+        if node.op == "param":
+            still = any(
+                self.node(o).op == "param" and self.node(o).attrs["name"] == node.attrs["name"]
+                for o in self._g.nodes
+                if o != nid
+            )
+            if not still:
+                self.parameters.pop(node.attrs["name"], None)
+                self.param_kind.pop(node.attrs["name"], None)
+        if nid in self.inputs:
+            raise ValueError(f"cannot remove graph input {node.name}")
+        self._g.remove_node(nid)
+
+    def reinfer(self, nid: int) -> None:
+        """Recompute one node's shape after its inputs changed."""
+        node = self.node(nid)
+        opdef = registry.get(node.op)
+        try:
+            node.shape = tuple(opdef.infer([self.node(i).shape for i in self.args(nid)], node.attrs))
+        except registry.ShapeError as e:
+            raise ResdslError(str(e), node.loc) from None
+
+    def unique_name(self, base: str) -> str:
+        taken = {self.node(n).name for n in self._g.nodes} | set(self.parameters)
+        if base not in taken:
+            return base
+        i = 1
+        while f"{base}_{i}" in taken:
+            i += 1
+        return f"{base}_{i}"
+
+    def copy(self) -> Graph:
+        """A deep copy whose arrays are shared (passes replace arrays, never mutate them)."""
+        g = Graph(self.name)
+        g._g = nx.MultiDiGraph()
+        for nid in self._g.nodes:
+            g._g.add_node(nid, node=copy.copy(self.node(nid)))
+            g.node(nid).attrs = dict(self.node(nid).attrs)
+        g._g.add_edges_from(self._g.edges(keys=True))
+        g._next_id = self._next_id
+        g.inputs = list(self.inputs)
+        g.outputs = list(self.outputs)
+        g.parameters = dict(self.parameters)
+        g.param_kind = dict(self.param_kind)
+        g.meta = copy.deepcopy(self.meta)
+        return g
+
+    # ------------------------------------------------------------ checking
+
+    def verify(self) -> None:
+        """Check structure and shapes; raise ResdslError naming the node and its source line."""
+        if not nx.is_directed_acyclic_graph(self._g):
+            cycle = nx.find_cycle(self._g)
+            raise ResdslError(f"graph has a cycle through {self.node(cycle[0][0]).name}")
+        names: dict[str, int] = {}
+        for nid in self.topo_order():
+            node = self.node(nid)
+            if node.name in names:
+                raise ResdslError(f"two nodes are named {node.name!r}", node.loc, "names must be unique")
+            names[node.name] = nid
+            opdef = registry.get(node.op)
+            args = self.args(nid)
+            keys = sorted(k for _, _, k in self._g.in_edges(nid, keys=True))
+            if keys != list(range(len(args))):
+                raise ResdslError(f"{node.name}: input indices {keys} have gaps", node.loc)
+            if not opdef.arity_ok(len(args)):
+                raise ResdslError(f"{node.name}: {node.op} takes {opdef.inputs}, has {len(args)} inputs", node.loc)
+            if node.op == "param":
+                pname = node.attrs["name"]
+                if pname not in self.parameters:
+                    raise ResdslError(f"{node.name}: parameter {pname!r} has no value", node.loc)
+                if tuple(self.parameters[pname].shape) != tuple(node.shape):
+                    raise ResdslError(f"{node.name}: value shape {self.parameters[pname].shape} != {fmt(node.shape)}")
+                continue
+            if node.op == "input":
+                if nid not in self.inputs:
+                    raise ResdslError(f"{node.name}: input node is not a graph input", node.loc)
+                continue
+            try:
+                want = tuple(opdef.infer([self.node(i).shape for i in args], node.attrs))
+            except registry.ShapeError as e:
+                raise ResdslError(f"{node.name}: {e}", node.loc, _residual_hint(node)) from None
+            if want != tuple(node.shape):
+                raise ResdslError(
+                    f"{node.name}: recorded shape {fmt(node.shape)} but {node.op} gives {fmt(want)}", node.loc
+                )
+        for nid in self.inputs:
+            if nid not in self._g:
+                raise ResdslError(f"graph input {nid} was removed")
+        if not self.outputs:
+            raise ResdslError(f"model {self.name!r} has no outputs", hint="return nn.output(name, x)")
+        for name, nid in self.outputs:
+            if nid not in self._g:
+                raise ResdslError(f"output {name!r} refers to a removed node")
+
+    # ------------------------------------------------------------ state
+
+    def num_parameters(self) -> int:
+        """Trainable parameters: weights, not batch-norm running statistics."""
+        return int(sum(v.size for k, v in self.parameters.items() if self.param_kind[k] == WEIGHT))
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Weights and buffers, named as a PyTorch state_dict would name them."""
+        return {k: v for k, v in sorted(self.parameters.items()) if self.param_kind[k] != CONST}
+
+    def load_weights(self, mapping: Mapping[str, Any], strict: bool = True) -> list[str]:
+        """Replace parameters by name; report every missing, unexpected and mis-shaped key at once."""
+        own = self.state_dict()
+        given = {k: v for k, v in mapping.items() if not k.endswith("num_batches_tracked")}
+        missing = sorted(set(own) - set(given))
+        unexpected = sorted(set(given) - set(own))
+        bad = []
+        for k in sorted(set(own) & set(given)):
+            shape = tuple(np.shape(given[k]))
+            if shape != own[k].shape:
+                bad.append(f"{k}: expected {fmt(own[k].shape)}, got {fmt(shape)}")
+        problems = []
+        if bad:
+            problems.append("mis-shaped: " + "; ".join(bad))
+        if strict and missing:
+            problems.append("missing: " + ", ".join(missing))
+        if strict and unexpected:
+            problems.append("unexpected: " + ", ".join(unexpected))
+        if problems:
+            raise ResdslError(
+                f"weights do not fit model {self.name!r}: " + " | ".join(problems),
+                hint="check the checkpoint matches the model and its arguments, or pass strict=False",
+            )
+        for k in sorted(set(own) & set(given)):
+            self.parameters[k] = np.ascontiguousarray(np.asarray(given[k]), dtype=np.float32)
+        return missing
+
+    # ------------------------------------------------------------ text
+
+    def to_text(self) -> str:
+        """A readable listing: one line per compute node, parameters summarised."""
+        lines = [f"graph {self.name}("]
+        for nid in self.inputs:
+            n = self.node(nid)
+            lines.append(f"  %{n.name}: f32{fmt(n.shape)}")
+        lines.append(f") params={len(self.parameters)} ({self.num_parameters():,} trainable) {{")
+        for n in self.nodes():
+            if n.op in ("input", "param"):
+                continue
+            args = ", ".join("%" + self.node(a).name for a in self.args(n.id))
+            attrs = ", ".join(f"{k}={v}" for k, v in n.attrs.items() if v not in (None,))
+            attrs = f" {{{attrs}}}" if attrs else ""
+            lines.append(f"  %{n.name} = {n.op}({args}){attrs} : f32{fmt(n.shape)}")
+        outs = ", ".join(f"{name}=%{self.node(nid).name}" for name, nid in self.outputs)
+        lines.append(f"  return {outs}")
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+    def to_dot(self) -> str:
+        lines = [f'digraph "{self.name}" {{', "  rankdir=TB; node [shape=box, fontsize=10];"]
+        for n in self.nodes():
+            if n.op == "param":
+                continue
+            lines.append(f'  n{n.id} [label="{n.name}\\n{n.op} {fmt(n.shape)}"];')
+        for src, dst, _ in self._g.edges(keys=True):
+            if self.node(src).op != "param":
+                lines.append(f"  n{src} -> n{dst};")
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+
+def _residual_hint(node: Node) -> str | None:
+    if node.op == "add":
+        return "operands of a residual add differ: run the 'shortcuts' pass to insert a projection"
+    return None

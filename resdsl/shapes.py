@@ -1,0 +1,45 @@
+"""Shapes with a symbolic batch dimension.
+
+A shape is a tuple whose entries are ints or the string ``"N"`` (the batch
+size, chosen at run time). Keeping the symbol in the IR lets one compiled
+artifact serve every batch size.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+Dim = Union[int, str]
+Shape = tuple  # tuple[Dim, ...]
+
+BATCH = "N"
+
+
+def fmt(shape: Shape) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
+def broadcast(a: Shape, b: Shape) -> Shape | None:
+    """NumPy broadcasting over shapes that may hold the batch symbol; None if they clash."""
+    out = []
+    for i in range(max(len(a), len(b))):
+        da = a[len(a) - 1 - i] if i < len(a) else 1
+        db = b[len(b) - 1 - i] if i < len(b) else 1
+        if da == db or db == 1:
+            out.append(da)
+        elif da == 1:
+            out.append(db)
+        else:
+            return None
+    return tuple(reversed(out))
+
+
+def numel(shape: Shape, batch: int = 1) -> int:
+    n = 1
+    for d in shape:
+        n *= batch if isinstance(d, str) else d
+    return n
+
+
+def concrete(shape: Shape, batch: int) -> tuple[int, ...]:
+    return tuple(batch if isinstance(d, str) else d for d in shape)
