@@ -31,7 +31,9 @@ TARGETS: dict[str, Target] = {
         "onnx-ort", "ONNX with ONNX Runtime contrib ops (com.microsoft.FusedConv)", ".onnx", "resdsl.backends.onnx_emit"
     ),
     "llvm": Target("llvm", "TVM Relax module for the CPU", ".so", "resdsl.backends.tvm_build"),
-    "cuda": Target("cuda", "TVM Relax module for NVIDIA GPUs (--arch, default sm_90)", ".so", "resdsl.backends.tvm_build"),
+    "cuda": Target(
+        "cuda", "TVM Relax module for NVIDIA GPUs (--arch, default sm_90)", ".so", "resdsl.backends.tvm_build"
+    ),
 }
 ALIASES = {"cpu": "llvm"}
 

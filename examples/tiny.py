@@ -3,7 +3,9 @@ from resdsl import nn
 
 
 def basic_block(x, channels, stride=1):
-    y = nn.relu(nn.batch_norm(nn.conv2d(x, channels, 3, stride=stride, padding=1, bias=False, name="conv1"), name="bn1"))
+    y = nn.relu(
+        nn.batch_norm(nn.conv2d(x, channels, 3, stride=stride, padding=1, bias=False, name="conv1"), name="bn1")
+    )
     y = nn.batch_norm(nn.conv2d(y, channels, 3, padding=1, bias=False, name="conv2"), name="bn2")
     return nn.relu(y + x)  # shapes may differ: the compiler inserts the projection
 

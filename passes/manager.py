@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from resdsl.errors import ResdslError
 from resdsl.ir import Graph
@@ -69,9 +69,7 @@ class PipelineResult:
             what = ", ".join(f"{k}={v}" for k, v in r.counts.items() if v) or "-"
             rows.append((r.name, f"{r.ms:.1f}", f"{r.nodes_before} -> {r.nodes_after}", what))
         widths = [max(len(row[i]) for row in rows) for i in range(3)]
-        lines = [
-            f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}" for row in rows
-        ]
+        lines = [f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}" for row in rows]
         lines.insert(1, "-" * max(len(line) for line in lines))
         return "\n".join(lines)
 
@@ -122,7 +120,9 @@ def run_passes(
                 graph.verify()
             except ResdslError as e:
                 ran = ", ".join(r.name for r in records) or "none"
-                raise ResdslError(f"graph invalid after pass {name!r} (passes before it: {ran}): {e.message}", e.loc)
+                raise ResdslError(
+                    f"graph invalid after pass {name!r} (passes before it: {ran}): {e.message}", e.loc
+                ) from e
         records.append(PassRecord(name, ms, before, _compute_count(graph), result.modified, dict(result.counts)))
         if dump_dir and dump_after in ("all", name):
             _dump(graph, dump_dir, i, name)

@@ -49,10 +49,10 @@ def build_graph(req: CompileRequest) -> tuple[Graph, Any]:
     raw = build_model(model, **req.arguments)
     raw.meta["source"] = req.path
     if req.weights:
-        from .weights import load_weights_file
-
         # Weights name the canonical graph's parameters (projections included): canonicalise first.
         from resdsl.passes import canonicalize
+
+        from .weights import load_weights_file
 
         raw = canonicalize(raw, req.shortcut)
         load_weights_file(raw, req.weights)
@@ -64,4 +64,6 @@ def build_graph(req: CompileRequest) -> tuple[Graph, Any]:
         names = ["shortcuts", *names]
     result = run_passes(raw, names, options, verify=req.verify, dump_dir=req.dump_dir, dump_after=req.dump_after)
     result.graph.meta["provenance"] = provenance(req.path, model.name, req.arguments)
+    if req.weights:
+        result.graph.meta["provenance"]["weights"] = req.weights
     return result.graph, result

@@ -14,9 +14,7 @@ from dataclasses import dataclass
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 _PKG_ROOT = os.path.dirname(_PKG_DIR)
 # Frames in these files belong to resdsl itself, not to the user's model file.
-_INTERNAL_DIRS = tuple(
-    os.path.join(_PKG_ROOT, d) + os.sep for d in ("resdsl", "passes", "backends")
-)
+_INTERNAL_DIRS = tuple(os.path.join(_PKG_ROOT, d) + os.sep for d in ("resdsl", "passes", "backends"))
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ always yields the same order, names and backend bytes.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -195,6 +196,26 @@ class Graph:
             raise ValueError(f"cannot remove graph input {node.name}")
         self._g.remove_node(nid)
 
+    def remove_many(self, nids: Iterable[int]) -> None:
+        """Remove nodes that nothing outside the set uses; drop arrays no remaining param node names.
+
+        One scan of the graph for the whole set, where ``remove`` scans once per parameter:
+        a pass deleting thousands of batch-norm statistics stays linear.
+        """
+        doomed = set(nids)
+        for nid in sorted(doomed):
+            node = self.node(nid)
+            if nid in self.inputs:
+                raise ValueError(f"cannot remove graph input {node.name}")
+            if self.output_uses(nid) or any(dst not in doomed for dst, _ in self.uses(nid)):
+                raise ValueError(f"cannot remove {node.name}: it still has uses")
+        names = {self.node(n).attrs["name"] for n in doomed if self.node(n).op == "param"}
+        self._g.remove_nodes_from(doomed)
+        names -= {self.node(n).attrs["name"] for n in self._g.nodes if self.node(n).op == "param"}
+        for name in names:
+            self.parameters.pop(name, None)
+            self.param_kind.pop(name, None)
+
     def reinfer(self, nid: int) -> None:
         """Recompute one node's shape after its inputs changed."""
         node = self.node(nid)
@@ -313,6 +334,12 @@ class Graph:
         for k in sorted(set(own) & set(given)):
             self.parameters[k] = np.ascontiguousarray(np.asarray(given[k]), dtype=np.float32)
         return missing
+
+    def load_weights_file(self, path: str, strict: bool = True) -> list[str]:
+        """Load a .safetensors, .npz or PyTorch .pt/.pth file by parameter name (see resdsl.weights)."""
+        from .weights import load_weights_file
+
+        return load_weights_file(self, path, strict=strict)
 
     # ------------------------------------------------------------ text
 

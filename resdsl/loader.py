@@ -61,9 +61,7 @@ def pick_model(path: str, name: str | None = None) -> Model:
     if not models:
         raise ResdslError(f"{path} defines no @resdsl.model function", hint="decorate a model function")
     if len(models) > 1:
-        raise ResdslError(
-            f"{path} defines several models ({', '.join(models)})", hint="pick one with --model NAME"
-        )
+        raise ResdslError(f"{path} defines several models ({', '.join(models)})", hint="pick one with --model NAME")
     return next(iter(models.values()))
 
 

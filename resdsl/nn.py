@@ -13,7 +13,8 @@ import functools
 import inspect
 import math
 import zlib
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -344,14 +345,22 @@ def softmax(x: Tensor, axis: int = -1, name: str | None = None) -> Tensor:
 
 @dsl
 def max_pool2d(x: Tensor, kernel_size: int, stride: int | None = None, padding: int = 0, name=None) -> Tensor:
-    return _node("max_pool2d", [_tensor(x, "nn.max_pool2d")],
-                 {"kernel": kernel_size, "stride": stride, "padding": padding}, name=name)
+    return _node(
+        "max_pool2d",
+        [_tensor(x, "nn.max_pool2d")],
+        {"kernel": kernel_size, "stride": stride, "padding": padding},
+        name=name,
+    )
 
 
 @dsl
 def avg_pool2d(x: Tensor, kernel_size: int, stride: int | None = None, padding: int = 0, name=None) -> Tensor:
-    return _node("avg_pool2d", [_tensor(x, "nn.avg_pool2d")],
-                 {"kernel": kernel_size, "stride": stride, "padding": padding}, name=name)
+    return _node(
+        "avg_pool2d",
+        [_tensor(x, "nn.avg_pool2d")],
+        {"kernel": kernel_size, "stride": stride, "padding": padding},
+        name=name,
+    )
 
 
 @dsl

@@ -12,7 +12,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .registry import REQUIRED, ShapeError, register
-from .shapes import BATCH, Shape, broadcast, fmt
+from .shapes import Shape, broadcast, fmt
 
 ACTIVATIONS = ("none", "relu", "sigmoid")
 
@@ -100,8 +100,13 @@ def conv2d_ref(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
 CONV_ATTRS = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1}
 
 
-@register("conv2d", "2-D convolution, NCHW, weight (O, C/groups, kh, kw).",
-          inputs=("x", "weight", "bias"), attrs=CONV_ATTRS, optional_inputs=1)
+@register(
+    "conv2d",
+    "2-D convolution, NCHW, weight (O, C/groups, kh, kw).",
+    inputs=("x", "weight", "bias"),
+    attrs=CONV_ATTRS,
+    optional_inputs=1,
+)
 class Conv2d:
     infer = staticmethod(_conv_shape)
 
@@ -118,8 +123,13 @@ def activate(y: np.ndarray, activation: str) -> np.ndarray:
     return y
 
 
-@register("fused_conv", "conv2d + optional residual z + activation, as com.microsoft.FusedConv.",
-          inputs=("x", "weight", "bias", "z"), attrs={**CONV_ATTRS, "activation": "none"}, optional_inputs=1)
+@register(
+    "fused_conv",
+    "conv2d + optional residual z + activation, as com.microsoft.FusedConv.",
+    inputs=("x", "weight", "bias", "z"),
+    attrs={**CONV_ATTRS, "activation": "none"},
+    optional_inputs=1,
+)
 class FusedConv:
     @staticmethod
     def infer(shapes, a):
@@ -141,8 +151,12 @@ class FusedConv:
 # ---------------------------------------------------------------- normalisation
 
 
-@register("batch_norm", "Inference batch norm over axis 1: (x - mean) / sqrt(var + eps) * scale + bias.",
-          inputs=("x", "scale", "bias", "mean", "var"), attrs={"eps": 1e-5})
+@register(
+    "batch_norm",
+    "Inference batch norm over axis 1: (x - mean) / sqrt(var + eps) * scale + bias.",
+    inputs=("x", "scale", "bias", "mean", "var"),
+    attrs={"eps": 1e-5},
+)
 class BatchNorm:
     @staticmethod
     def infer(shapes, a):
@@ -161,8 +175,12 @@ class BatchNorm:
         return ((x - mean.reshape(shape)) * inv.reshape(shape) + bias.reshape(shape)).astype(x.dtype)
 
 
-@register("layer_norm", "Layer norm over the last axis with scale and bias.",
-          inputs=("x", "scale", "bias"), attrs={"eps": 1e-5})
+@register(
+    "layer_norm",
+    "Layer norm over the last axis with scale and bias.",
+    inputs=("x", "scale", "bias"),
+    attrs={"eps": 1e-5},
+)
 class LayerNorm:
     @staticmethod
     def infer(shapes, a):
@@ -283,8 +301,9 @@ class GlobalAvgPool:
 # ---------------------------------------------------------------- dense
 
 
-@register("linear", "y = x W^T + b over the last axis; W is (out, in)",
-          inputs=("x", "weight", "bias"), optional_inputs=1)
+@register(
+    "linear", "y = x W^T + b over the last axis; W is (out, in)", inputs=("x", "weight", "bias"), optional_inputs=1
+)
 class Linear:
     @staticmethod
     def infer(shapes, a):
@@ -444,8 +463,9 @@ class Concat:
     reference = staticmethod(lambda *xs, axis: np.concatenate(xs, axis=axis))
 
 
-@register("pad", "zero padding; pads = (begin_0, ..., begin_k, end_0, ..., end_k)", inputs=("x",),
-          attrs={"pads": REQUIRED})
+@register(
+    "pad", "zero padding; pads = (begin_0, ..., begin_k, end_0, ..., end_k)", inputs=("x",), attrs={"pads": REQUIRED}
+)
 class Pad:
     @staticmethod
     def infer(shapes, a):

@@ -6,8 +6,9 @@ and a test checks that every registered op has a lowering in every backend.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

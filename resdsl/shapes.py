@@ -7,9 +7,7 @@ artifact serve every batch size.
 
 from __future__ import annotations
 
-from typing import Union
-
-Dim = Union[int, str]
+Dim = int | str  # an int, or the batch symbol
 Shape = tuple  # tuple[Dim, ...]
 
 BATCH = "N"
