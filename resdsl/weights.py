@@ -1,0 +1,91 @@
+"""Weight files: load a checkpoint into a graph by parameter name, and export a graph's weights.
+
+Parameter names follow PyTorch's state_dict (``layer1.0.conv1.weight``,
+``layer1.0.downsample.0.weight``), so a torchvision checkpoint loads unchanged.
+The matching itself is ``Graph.load_weights``: it reports every missing,
+unexpected and mis-shaped key in one error and ignores ``num_batches_tracked``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from .atomic import atomic_path
+from .errors import ResdslError
+from .ir import Graph
+
+FORMATS = (".safetensors", ".npz", ".pt", ".pth")
+
+
+def _suffix(path: str) -> str:
+    return os.path.splitext(path)[1].lower()
+
+
+def read_weights_file(path: str) -> dict[str, np.ndarray]:
+    """Read a .safetensors, .npz or PyTorch .pt/.pth state_dict as name -> float32-or-other array."""
+    if not os.path.isfile(path):
+        raise ResdslError(f"weights file {path!r} does not exist")
+    ext = _suffix(path)
+    try:
+        if ext == ".safetensors":
+            from safetensors.numpy import load_file
+
+            return dict(load_file(path))
+        if ext == ".npz":
+            with np.load(path, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+        if ext in (".pt", ".pth"):
+            return _read_torch(path)
+    except ResdslError:
+        raise
+    except Exception as e:  # a corrupt or foreign file: say which and why, without a library traceback
+        raise ResdslError(f"cannot read weights file {path!r}: {type(e).__name__}: {e}") from None
+    raise ResdslError(
+        f"unknown weights format {ext or '(none)'!r} for {path!r}", hint=f"use one of {', '.join(FORMATS)}"
+    )
+
+
+def _read_torch(path: str) -> dict[str, np.ndarray]:
+    try:
+        import torch
+    except ImportError:
+        raise ResdslError(
+            f"reading {path!r} needs PyTorch, which is not installed",
+            hint="pip install torch, or convert the checkpoint to .safetensors",
+        ) from None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]  # training checkpoints often wrap the weights
+    if not isinstance(state, dict):
+        raise ResdslError(f"{path!r} holds a {type(state).__name__}, not a state_dict")
+    out: dict[str, np.ndarray] = {}
+    for key, value in state.items():
+        if not hasattr(value, "detach"):
+            raise ResdslError(f"{path!r}: entry {key!r} is a {type(value).__name__}, not a tensor")
+        out[key] = value.detach().cpu().float().numpy() if value.is_floating_point() else value.cpu().numpy()
+    return out
+
+
+def load_weights_file(graph: Graph, path: str, strict: bool = True) -> list[str]:
+    """Replace ``graph``'s parameters by those in ``path``; returns the keys left missing (strict=False)."""
+    return graph.load_weights(read_weights_file(path), strict=strict)
+
+
+def export_weights(graph: Graph, path: str) -> str:
+    """Write ``graph.state_dict()`` to .safetensors or .npz atomically; returns the path."""
+    ext = _suffix(path)
+    state: dict[str, Any] = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in graph.state_dict().items()}
+    with atomic_path(path) as tmp:
+        if ext == ".safetensors":
+            from safetensors.numpy import save_file
+
+            save_file(state, tmp, metadata={"format": "pt", "model": graph.name})
+        elif ext == ".npz":
+            with open(tmp, "wb") as f:
+                np.savez(f, **state)
+        else:
+            raise ResdslError(f"cannot export weights as {ext or '(none)'!r}", hint="write .safetensors or .npz")
+    return path
