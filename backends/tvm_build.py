@@ -1,0 +1,167 @@
+"""The TVM targets ``llvm`` and ``cuda``: Graph -> Relax IRModule -> compiled ``OUT.so`` + ``OUT.json``.
+
+The library holds everything needed to run (code and weights, see ``tvm_lower``);
+the sidecar says what it takes and returns, what it was built for and from, and
+the library's sha256, so ``TvmRunner`` can refuse a library that does not match.
+
+CUDA compilation never touches a GPU: Relax's CUDA pipeline schedules every
+kernel with DLight's default rules (no tuning, no device queries), and the host
+side is compiled for ``llvm``, so a GPU-less machine can build for any ``sm_XX``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from typing import Any
+
+from resdsl.atomic import atomic_path
+from resdsl.errors import ResdslError
+from resdsl.ir import Graph
+from resdsl.shapes import BATCH
+
+from . import EmitOptions
+from .tvm_lower import tvm_error_line
+
+FORMAT = "resdsl-tvm/1"
+
+
+def sidecar_path(library: str) -> str:
+    """``OUT.so`` -> ``OUT.json``."""
+    return library[: -len(".so")] + ".json" if library.endswith(".so") else library + ".json"
+
+
+def target_dict(options: EmitOptions) -> dict[str, Any]:
+    """The TVM target as JSON; CUDA names its host so compiling needs no GPU."""
+    if options.target == "llvm":
+        return {"kind": "llvm"}
+    if options.target == "cuda":
+        if not re.fullmatch(r"sm_\d+[a-z]?", options.arch or ""):
+            raise ResdslError(f"invalid CUDA architecture {options.arch!r}", hint="use e.g. --arch sm_80, sm_89, sm_90")
+        return {"kind": "cuda", "arch": options.arch, "host": {"kind": "llvm"}}
+    raise ResdslError(f"target {options.target!r} is not a TVM target", hint="use llvm or cuda")
+
+
+def emit(graph: Graph, out_path: str, options: EmitOptions) -> list[str]:
+    """Compile ``graph`` and write ``out_path`` (.so) and its sidecar; returns both paths.
+
+    Nothing is written unless both files are complete.
+    """
+    if not out_path.endswith(".so"):
+        raise ResdslError(f"a TVM artifact must be a .so file, not {out_path!r}", hint="name the output OUT.so")
+    if options.batch is not None and (not isinstance(options.batch, int) or options.batch < 1):
+        raise ResdslError(f"--batch must be a positive integer, got {options.batch!r}")
+    tdict = target_dict(options)
+    executable = compile_graph(graph, tdict, options.batch, options.db)
+    meta_path = sidecar_path(out_path)
+    with tempfile.TemporaryDirectory(prefix="resdsl-tvm-") as tmpdir:
+        built = os.path.join(tmpdir, "lib.so")
+        try:
+            executable.export_library(built)
+        except Exception as e:
+            raise ResdslError(
+                f"TVM could not link {out_path}: {tvm_error_line(e)}", hint="a C++ compiler (g++) must be on PATH"
+            ) from e
+        digest = sha256_file(built)
+        meta = sidecar(graph, options, tdict, digest, os.path.basename(out_path))
+        with atomic_path(out_path) as tmp_lib, atomic_path(meta_path) as tmp_meta:
+            shutil.move(built, tmp_lib)
+            with open(tmp_meta, "w") as f:
+                json.dump(meta, f, indent=2)
+                f.write("\n")
+    return [out_path, meta_path]
+
+
+def compile_graph(graph: Graph, tdict: dict[str, Any], batch: int | None = None, db: str | None = None):
+    """Lower and compile with Relax's default pipeline for the target (fusion included).
+
+    With ``db``, tuned schedules from that MetaSchedule database replace the defaults
+    for the kernels it covers; the rest keep the default schedules.
+    """
+    import tvm
+
+    from .tvm_lower import lower
+
+    mod = lower(graph, batch)
+    target = tvm.target.Target(tdict)
+    if db is not None and not os.path.isdir(db):
+        raise ResdslError(f"MetaSchedule database {db!r} does not exist", hint="create one with 'resdsl tune'")
+    try:
+        with tvm.transform.PassContext(opt_level=3):
+            return tvm.compile(mod, target, relax_pipeline=_pipeline(target, db))
+    except Exception as e:  # a TVM failure is our bug, but the user still gets one line
+        raise ResdslError(
+            f"TVM failed to compile model {graph.name!r} for {target.kind.name}: {tvm_error_line(e)}",
+            hint="rerun with --debug for the TVM traceback, or use the onnx target",
+        ) from e
+
+
+def _pipeline(target, db: str | None):
+    """The target's default pipeline; with ``db``, the database is applied right after fusion
+    (before CUDA's DLight rules, which leave already-scheduled kernels alone)."""
+    import tvm
+    from tvm import relax
+
+    if db is None:
+        return relax.get_default_pipeline(target)
+
+    if target.kind.name == "cuda":
+        from tvm.relax.backend.cuda import pipeline as stages
+    else:
+        from tvm.relax.backend.cpu_generic import pipeline as stages
+
+    @tvm.transform.module_pass(opt_level=0)
+    def _tuned(mod, _ctx):
+        with target:  # the database pass reads the target when it is made
+            legalize = stages.legalize_passes(target)
+            at = next(i for i, p in enumerate(legalize) if p.info.name == "FuseTIR") + 1
+            passes = (
+                stages.library_dispatch_passes(target)
+                + legalize[:at]
+                + [relax.transform.MetaScheduleApplyDatabase(db)]
+                + legalize[at:]
+                + stages.dataflow_lower_passes(target)
+                + stages.finalize_passes(target)
+            )
+            return tvm.transform.Sequential(passes)(mod)
+
+    return _tuned
+
+
+def sidecar(graph: Graph, options: EmitOptions, tdict: dict[str, Any], digest: str, library: str) -> dict[str, Any]:
+    """What ``TvmRunner`` needs to load and check the library, and where it came from."""
+    from resdsl import __version__
+
+    def spec(name: str, nid: int) -> dict[str, Any]:
+        shape = graph.node(nid).shape
+        if options.batch is not None:
+            shape = tuple(options.batch if d == BATCH else d for d in shape)
+        return {"name": name, "shape": list(shape), "dtype": graph.node(nid).dtype}
+
+    return {
+        "format": FORMAT,
+        "library": library,
+        "sha256": digest,
+        "model": graph.name,
+        "target": tdict,
+        "device": "cuda" if tdict["kind"] == "cuda" else "cpu",
+        "arch": options.arch if tdict["kind"] == "cuda" else None,
+        "batch": options.batch,
+        "db": options.db,
+        "inputs": [spec(graph.node(nid).attrs["name"], nid) for nid in graph.inputs],
+        "outputs": [spec(name, nid) for name, nid in graph.outputs],
+        "resdsl_version": __version__,
+        "provenance": dict(options.provenance),
+    }
+
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

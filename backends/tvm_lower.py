@@ -1,0 +1,330 @@
+"""Lower an optimised resdsl Graph straight into a Relax IRModule (no ONNX round trip).
+
+One function ``main`` holds one dataflow block: graph inputs become the function's
+parameters, and every compute node becomes one or a few Relax bindings, chosen by
+``LOWERINGS`` (keyed by the op names of ``resdsl.registry.OPS``; a test checks that
+every registered op has an entry).
+
+Parameters are bound as constants (``relax.const``), not passed as function
+arguments. Why: the artifact is one self-contained ``.so`` a user can run with
+nothing beside it but its sidecar, and constants let Relax's ``FoldConstant``
+precompute what depends on weights alone (batch-norm scales, bias reshapes). The
+VM copies the constant pool to the device once, when it is created.
+
+The symbolic batch ``"N"`` stays symbolic: one ``tvm.tirx.Var('N', 'int64')`` is
+shared by every input and intermediate shape, so one module serves every batch
+size; ``batch=`` replaces it by a number. Output shapes come from the IR (each
+node's ``shape``), so reshape and flatten never re-derive what the IR decided.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from resdsl.errors import ResdslError
+from resdsl.ir import Graph, Node
+from resdsl.shapes import BATCH
+
+# A lowering gets the context, the node and the Relax values of its inputs, and
+# returns the Relax expression of its result (emitted by ``lower``).
+Lowering = Callable[["Lowerer", Node, list], object]
+LOWERINGS: dict[str, Lowering] = {}
+
+
+def lowering(*ops: str) -> Callable[[Lowering], Lowering]:
+    def wrap(fn: Lowering) -> Lowering:
+        for op in ops:
+            LOWERINGS[op] = fn
+        return fn
+
+    return wrap
+
+
+class Lowerer:
+    """The state of one lowering: the block builder, the batch variable, the emitted values."""
+
+    def __init__(self, graph: Graph, batch: int | None) -> None:
+        import tvm
+        from tvm import relax
+
+        self.tvm = tvm
+        self.relax = relax
+        self.op = relax.op
+        self.graph = graph
+        self.bb = relax.BlockBuilder()
+        self.batch = tvm.tirx.Var(BATCH, "int64") if batch is None else batch
+
+    def dims(self, shape: tuple) -> list:
+        """An IR shape with the batch symbol replaced by the Relax batch (a variable or a number)."""
+        return [self.batch if d == BATCH else int(d) for d in shape]
+
+    def emit(self, expr, node: Node):
+        """Bind an intermediate: Relax operators take bound (normalised) values, not nested calls."""
+        return self.bb.emit(expr, name_hint=_ident(node.name))
+
+    def const(self, value):
+        import numpy as np
+
+        return self.relax.const(np.ascontiguousarray(value, dtype=np.float32), "float32")
+
+    def channel(self, v, rank: int, node: Node):
+        """Reshape a per-channel vector (C,) to broadcast over axis 1 of a rank-``rank`` tensor."""
+        return self.emit(self.op.reshape(v, [1, -1] + [1] * (rank - 2)), node)
+
+    def activate(self, y, activation: str):
+        if activation == "relu":
+            return self.op.nn.relu(y)
+        if activation == "sigmoid":
+            return self.op.sigmoid(y)
+        return y
+
+
+def _ident(name: str) -> str:
+    """Relax value names: the node's name with dots and other punctuation as underscores."""
+    text = re.sub(r"\W", "_", name)
+    return text if text and not text[0].isdigit() else "v_" + text
+
+
+def _pair(v) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+# ---------------------------------------------------------------- convolution
+
+
+def _conv(cx: Lowerer, node: Node, x, w, b):
+    a = node.attrs
+    ph, pw = _pair(a["padding"])
+    y = cx.op.nn.conv2d(
+        x,
+        w,
+        strides=_pair(a["stride"]),
+        padding=(ph, pw, ph, pw),
+        dilation=_pair(a["dilation"]),
+        groups=int(a["groups"]),
+    )
+    if b is not None:
+        y = cx.emit(y, node)
+        y = cx.op.add(y, cx.channel(b, 4, node))
+    return y
+
+
+@lowering("conv2d")
+def _conv2d(cx: Lowerer, node: Node, args: list):
+    return _conv(cx, node, args[0], args[1], args[2] if len(args) > 2 else None)
+
+
+@lowering("fused_conv")
+def _fused_conv(cx: Lowerer, node: Node, args: list):
+    y = _conv(cx, node, args[0], args[1], args[2])
+    if len(args) > 3:
+        y = cx.op.add(cx.emit(y, node), args[3])
+    if node.attrs["activation"] != "none":
+        y = cx.activate(cx.emit(y, node), node.attrs["activation"])
+    return y
+
+
+# ---------------------------------------------------------------- normalisation
+
+
+@lowering("batch_norm")
+def _batch_norm(cx: Lowerer, node: Node, args: list):
+    """(x - mean) * (scale / sqrt(var + eps)) + bias; with constant statistics FoldConstant
+    reduces the right-hand factors to two per-channel vectors."""
+    x, scale, bias, mean, var = args
+    op, rank = cx.op, len(node.shape)
+    eps = cx.relax.const(float(node.attrs["eps"]), "float32")
+    std = cx.emit(op.sqrt(cx.emit(op.add(var, eps), node)), node)
+    inv = cx.channel(cx.emit(op.divide(scale, std), node), rank, node)
+    y = cx.emit(op.subtract(x, cx.channel(mean, rank, node)), node)
+    y = cx.emit(op.multiply(y, inv), node)
+    return op.add(y, cx.channel(bias, rank, node))
+
+
+@lowering("layer_norm")
+def _layer_norm(cx: Lowerer, node: Node, args: list):
+    x, scale, bias = args
+    return cx.op.nn.layer_norm(x, scale, bias, axes=[-1], epsilon=float(node.attrs["eps"]))
+
+
+# ---------------------------------------------------------------- activations
+
+
+@lowering("relu")
+def _relu(cx: Lowerer, node: Node, args: list):
+    return cx.op.nn.relu(args[0])
+
+
+@lowering("sigmoid")
+def _sigmoid(cx: Lowerer, node: Node, args: list):
+    return cx.op.sigmoid(args[0])
+
+
+@lowering("silu")
+def _silu(cx: Lowerer, node: Node, args: list):
+    return cx.op.nn.silu(args[0])
+
+
+@lowering("gelu")
+def _gelu(cx: Lowerer, node: Node, args: list):
+    """Relax's ``gelu`` is the exact erf form (``gelu_tanh`` is the approximation)."""
+    return cx.op.nn.gelu(args[0])
+
+
+@lowering("softmax")
+def _softmax(cx: Lowerer, node: Node, args: list):
+    return cx.op.nn.softmax(args[0], axis=int(node.attrs["axis"]))
+
+
+@lowering("identity")
+def _identity(cx: Lowerer, node: Node, args: list):
+    return args[0]
+
+
+# ---------------------------------------------------------------- pooling
+
+
+def _pool_attrs(node: Node) -> dict:
+    a = node.attrs
+    kernel = _pair(a["kernel"])
+    ph, pw = _pair(a["padding"])
+    return {"pool_size": kernel, "strides": _pair(a["stride"] or a["kernel"]), "padding": (ph, pw, ph, pw)}
+
+
+@lowering("max_pool2d")
+def _max_pool2d(cx: Lowerer, node: Node, args: list):
+    return cx.op.nn.max_pool2d(args[0], **_pool_attrs(node))
+
+
+@lowering("avg_pool2d")
+def _avg_pool2d(cx: Lowerer, node: Node, args: list):
+    """The reference counts padding zeros in every window: count_include_pad."""
+    return cx.op.nn.avg_pool2d(args[0], **_pool_attrs(node), count_include_pad=True)
+
+
+@lowering("global_avg_pool")
+def _global_avg_pool(cx: Lowerer, node: Node, args: list):
+    return cx.op.mean(args[0], axis=[2, 3], keepdims=True)
+
+
+# ---------------------------------------------------------------- dense
+
+
+@lowering("linear")
+def _linear(cx: Lowerer, node: Node, args: list):
+    return cx.op.linear(args[0], args[1], args[2] if len(args) > 2 else None)
+
+
+@lowering("matmul")
+def _matmul(cx: Lowerer, node: Node, args: list):
+    return cx.op.matmul(args[0], args[1])
+
+
+# ---------------------------------------------------------------- elementwise
+
+
+@lowering("add")
+def _add(cx: Lowerer, node: Node, args: list):
+    return cx.op.add(args[0], args[1])
+
+
+@lowering("sub")
+def _sub(cx: Lowerer, node: Node, args: list):
+    return cx.op.subtract(args[0], args[1])
+
+
+@lowering("mul")
+def _mul(cx: Lowerer, node: Node, args: list):
+    return cx.op.multiply(args[0], args[1])
+
+
+@lowering("sum")
+def _sum(cx: Lowerer, node: Node, args: list):
+    """Left to right, as the reference adds."""
+    out = args[0]
+    for i, x in enumerate(args[1:]):
+        out = cx.op.add(out if i == 0 else cx.emit(out, node), x)
+    return out
+
+
+# ---------------------------------------------------------------- layout
+
+
+@lowering("flatten", "reshape")
+def _reshape(cx: Lowerer, node: Node, args: list):
+    """The IR already resolved 0 and -1: reshape to the node's recorded shape."""
+    return cx.op.reshape(args[0], cx.dims(node.shape))
+
+
+@lowering("transpose")
+def _transpose(cx: Lowerer, node: Node, args: list):
+    return cx.op.permute_dims(args[0], [int(p) for p in node.attrs["perm"]])
+
+
+@lowering("concat")
+def _concat(cx: Lowerer, node: Node, args: list):
+    return cx.op.concat(list(args), axis=int(node.attrs["axis"]))
+
+
+@lowering("pad")
+def _pad(cx: Lowerer, node: Node, args: list):
+    """ONNX order (all begins, then all ends) to Relax's (begin, end) per axis."""
+    pads = [int(p) for p in node.attrs["pads"]]
+    r = len(pads) // 2
+    width = [v for i in range(r) for v in (pads[i], pads[i + r])]
+    return cx.op.nn.pad(args[0], width, pad_mode="constant", pad_value=0.0)
+
+
+# ---------------------------------------------------------------- the module
+
+
+def _tensor_type(cx: Lowerer, node: Node):
+    return cx.relax.TensorType(cx.dims(node.shape), "float32")
+
+
+def lower(graph: Graph, batch: int | None = None):
+    """Build ``main(inputs...) -> (outputs...)``: one dataflow block, parameters as constants.
+
+    Returns the IRModule. Raises ResdslError naming the node's source line when an op
+    has no lowering or Relax rejects what it was given.
+    """
+    missing = sorted({n.op for n in graph.compute_nodes()} - set(LOWERINGS))
+    if missing:
+        node = next(n for n in graph.compute_nodes() if n.op in missing)
+        raise ResdslError(f"the TVM backend cannot lower {', '.join(missing)}", node.loc, "use the onnx target")
+    cx = Lowerer(graph, batch)
+    relax = cx.relax
+    params = [
+        relax.Var(_ident(graph.node(nid).attrs["name"]), _tensor_type(cx, graph.node(nid))) for nid in graph.inputs
+    ]
+    values: dict[int, object] = dict(zip(graph.inputs, params))
+    with cx.bb.function("main", params):
+        with cx.bb.dataflow():
+            for nid in graph.topo_order():
+                node = graph.node(nid)
+                if node.op == "input":
+                    continue
+                if node.op == "param":
+                    values[nid] = cx.const(graph.parameters[node.attrs["name"]])
+                    continue
+                args = [values[a] for a in graph.args(nid)]
+                try:
+                    expr = LOWERINGS[node.op](cx, node, args)
+                    values[nid] = expr if any(expr is a for a in args) else cx.emit(expr, node)
+                except ResdslError:
+                    raise
+                except Exception as e:  # Relax's own type checks: name the node, not the C++ frame
+                    raise ResdslError(
+                        f"{node.name}: Relax rejected {node.op}: {tvm_error_line(e)}", node.loc, "report this as a bug"
+                    ) from e
+            outs = [values[nid] for _, nid in graph.outputs]
+            result = cx.bb.emit_output(relax.Tuple(outs))
+        cx.bb.emit_func_output(result)
+    return cx.bb.get()
+
+
+def tvm_error_line(e: BaseException) -> str:
+    """The message of a TVM error without its C++ backtrace: its last meaningful line."""
+    lines = [ln for ln in str(e).splitlines() if ln.strip() and not ln.startswith(("  File", "Traceback"))]
+    return lines[-1].strip() if lines else type(e).__name__

@@ -1,0 +1,249 @@
+"""The TVM backend: every op and whole models compiled for llvm, run in the Relax VM, equal to the
+reference interpreter; CUDA builds on a machine without a GPU; every runner error by its message."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from helpers import assert_close, example, interpret_random, randomize, single_op
+from op_cases import op_cases
+from resdsl.backends import EmitOptions, emit, open_artifact, tvm_build
+from resdsl.backends.tvm_build import compile_graph, sha256_file
+from resdsl.backends.tvm_lower import LOWERINGS
+from resdsl.backends.tvm_runner import TvmRunner
+from resdsl.passes import pipeline, run_passes
+
+import resdsl
+from resdsl import nn, registry
+
+tvm = pytest.importorskip("tvm")
+
+CASES = op_cases()
+RESNET = example("resnet.py")
+
+
+@resdsl.model
+def dense_mlp(width: int = 32, depth: int = 3):
+    """A dense residual MLP: pre-norm blocks with GELU, each added back to the stream."""
+    h = nn.linear(nn.input("x", (16,)), width, name="embed")
+    for i in range(depth):
+        with nn.scope(f"block{i}"):
+            y = nn.gelu(nn.linear(nn.layer_norm(h, name="ln"), 2 * width, name="fc1"))
+            h = h + nn.linear(y, width, name="fc2")
+    return nn.output("y", nn.linear(nn.relu(h), 4, name="head"))
+
+
+def run_in_memory(graph: resdsl.Graph, feeds: dict) -> dict:
+    """Compile for llvm and run in the Relax VM without linking a .so (fast, for small graphs)."""
+    from tvm import relax
+
+    vm = relax.VirtualMachine(compile_graph(graph, {"kind": "llvm"}), tvm.cpu())
+    result = vm["main"](*[tvm.runtime.tensor(feeds[graph.node(i).attrs["name"]]) for i in graph.inputs])
+    return {name: value.numpy() for (name, _), value in zip(graph.outputs, result)}
+
+
+def test_every_registered_op_has_a_lowering():
+    assert set(LOWERINGS) | {"input", "param"} == set(registry.OPS)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_op_in_relax_vm(case):
+    """One op at batch 2."""
+    _, op, shapes, attrs, params = case
+    graph = single_op(op, shapes, attrs, params)
+    feeds, want = interpret_random(graph, batch=2)
+    assert_close(run_in_memory(graph, feeds), want)
+
+
+def test_several_outputs_including_an_input_and_a_parameter():
+    """Outputs in declared order, even when one is a graph input or a parameter itself."""
+    g = resdsl.Graph("multi")
+    x = g.add_input("x", ("N", 5))
+    w = g.add_param("w", np.arange(5, dtype=np.float32))
+    g.set_output("scaled", g.add_node("mul", [x, w]))
+    g.set_output("same", g.add_node("identity", [x]))
+    g.set_output("weights", w)
+    feeds, want = interpret_random(g, batch=3)
+    assert_close(run_in_memory(g, feeds), want)
+
+
+# ---------------------------------------------------------------- whole models, through the artifact
+
+
+def _graph(name: str, level: int) -> resdsl.Graph:
+    if name == "tiny":
+        g = resdsl.load(example("tiny.py"))
+    elif name == "resnet18":
+        if not os.path.exists(RESNET):
+            pytest.skip("examples/resnet.py is not there yet")
+        g = resdsl.load(RESNET, "resnet18", image_size=64)
+    else:
+        g = dense_mlp()
+    g = randomize(g)  # batch norms that are not identities, so folding is really exercised
+    return g if level == 0 else run_passes(g, pipeline(level)).graph
+
+
+MODELS = [(m, lvl) for m in ("tiny", "dense_mlp", "resnet18") for lvl in (0, 2)]
+
+
+@pytest.fixture(scope="module", params=MODELS, ids=[f"{m}-O{lvl}" for m, lvl in MODELS])
+def built(request, tmp_path_factory):
+    name, level = request.param
+    graph = _graph(name, level)
+    path = str(tmp_path_factory.mktemp("tvm") / f"{name}.so")
+    files = emit(graph, path, EmitOptions(target="llvm", provenance={"model": name}))
+    assert files == [path, path[:-3] + ".json"]
+    return graph, path
+
+
+def test_model_equals_interpreter(built):
+    graph, path = built
+    runner = open_artifact(path)
+    assert runner.device == "tvm llvm cpu(0)"
+    assert [s.name for s in runner.outputs] == [name for name, _ in graph.outputs]
+    for batch in (1, 3):  # one module, two batch sizes: N stays symbolic
+        feeds, want = interpret_random(graph, batch=batch, seed=batch)
+        assert_close(runner.run(feeds), want)
+
+
+def test_sidecar_describes_the_library(built):
+    graph, path = built
+    meta = json.load(open(path[:-3] + ".json"))
+    assert meta["sha256"] == sha256_file(path)
+    assert meta["target"] == {"kind": "llvm"} and meta["batch"] is None
+    assert meta["resdsl_version"] == resdsl.__version__
+    assert meta["provenance"] == {"model": graph.name}
+    x = graph.node(graph.inputs[0])
+    assert meta["inputs"][0] == {"name": x.attrs["name"], "shape": list(x.shape), "dtype": "float32"}
+    assert meta["inputs"][0]["shape"][0] == "N"
+
+
+# ---------------------------------------------------------------- fixed batch and CUDA
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("tiny") / "tiny.so")
+    emit(randomize(resdsl.load(example("tiny.py"))), path, EmitOptions(target="llvm"))
+    return path
+
+
+def test_fixed_batch_is_recorded_and_enforced(tmp_path):
+    graph = randomize(resdsl.load(example("tiny.py")))
+    path = str(tmp_path / "b2.so")
+    emit(graph, path, EmitOptions(target="cpu", batch=2))
+    meta = json.load(open(tmp_path / "b2.json"))
+    assert meta["batch"] == 2 and meta["inputs"][0]["shape"] == [2, 3, 32, 32]
+    runner = open_artifact(path)
+    feeds, want = interpret_random(graph, batch=2)
+    assert_close(runner.run(feeds), want)
+    with pytest.raises(resdsl.ResdslError, match=r"shape \(3, 3, 32, 32\), the artifact expects \(2, 3, 32, 32\)"):
+        runner.run(interpret_random(graph, batch=3)[0])
+
+
+def test_cuda_builds_without_a_gpu(tmp_path):
+    if not os.path.exists(RESNET):
+        pytest.skip("examples/resnet.py is not there yet")
+    graph = randomize(resdsl.load(RESNET, "resnet18", image_size=64))
+    path = str(tmp_path / "r18_cuda.so")
+    emit(graph, path, EmitOptions(target="cuda", provenance={"model": "resnet18"}))
+    meta = json.load(open(tmp_path / "r18_cuda.json"))
+    assert meta["target"]["kind"] == "cuda" and meta["target"]["arch"] == "sm_90" and meta["arch"] == "sm_90"
+    assert meta["device"] == "cuda" and meta["sha256"] == sha256_file(path)
+    assert meta["inputs"] == [{"name": "image", "shape": ["N", 3, 64, 64], "dtype": "float32"}]
+    assert meta["outputs"] == [{"name": "logits", "shape": ["N", 1000], "dtype": "float32"}]
+    if tvm.cuda(0).exist:
+        feeds, want = interpret_random(graph, batch=2)
+        assert_close(open_artifact(path).run(feeds), want)
+    else:
+        with pytest.raises(resdsl.ResdslError, match="CUDA module but no GPU is present"):
+            open_artifact(path)
+
+
+def test_cuda_arch_is_passed_through_and_checked(tmp_path):
+    graph = dense_mlp(width=8, depth=1)
+    emit(graph, str(tmp_path / "m.so"), EmitOptions(target="cuda", arch="sm_80", batch=4))
+    meta = json.load(open(tmp_path / "m.json"))
+    assert meta["target"]["arch"] == "sm_80" and meta["batch"] == 4
+    with pytest.raises(resdsl.ResdslError, match="invalid CUDA architecture"):
+        emit(graph, str(tmp_path / "bad.so"), EmitOptions(target="cuda", arch="ampere"))
+    assert not (tmp_path / "bad.so").exists()
+
+
+# ---------------------------------------------------------------- errors
+
+
+def _copy(src: str, dst_dir, sidecar: bool = True) -> str:
+    dst = os.path.join(dst_dir, "m.so")
+    shutil.copy(src, dst)
+    if sidecar:
+        shutil.copy(src[:-3] + ".json", dst[:-3] + ".json")
+    return dst
+
+
+def test_missing_sidecar(tiny_path, tmp_path):
+    with pytest.raises(resdsl.ResdslError, match="has no sidecar"):
+        open_artifact(_copy(tiny_path, tmp_path, sidecar=False))
+
+
+def test_tampered_library(tiny_path, tmp_path):
+    path = _copy(tiny_path, tmp_path)
+    with open(path, "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(resdsl.ResdslError, match="sha256 differs"):
+        open_artifact(path)
+
+
+def test_corrupt_library(tiny_path, tmp_path):
+    """A sidecar that matches a library TVM cannot load: the loader's failure, in one line."""
+    path = _copy(tiny_path, tmp_path)
+    with open(path, "wb") as f:
+        f.write(b"not a shared library")
+    meta = json.load(open(path[:-3] + ".json"))
+    meta["sha256"] = sha256_file(path)
+    json.dump(meta, open(path[:-3] + ".json", "w"))
+    with pytest.raises(resdsl.ResdslError, match="cannot load TVM library"):
+        open_artifact(path)
+
+
+def test_wrong_device(tiny_path):
+    with pytest.raises(resdsl.ResdslError, match="compiled for cpu, it cannot run on cuda"):
+        TvmRunner(tiny_path, "cuda")
+
+
+def test_wrong_inputs(tiny_path):
+    runner = open_artifact(tiny_path, device="cpu")
+    good = np.zeros((1, 3, 32, 32), np.float32)
+    with pytest.raises(resdsl.ResdslError, match=r"input 'image' has shape \(1, 3, 16, 16\)"):
+        runner.run({"image": np.zeros((1, 3, 16, 16), np.float32)})
+    with pytest.raises(resdsl.ResdslError, match="dtype float64"):
+        runner.run({"image": good.astype(np.float64)})
+    with pytest.raises(resdsl.ResdslError, match="unknown input picture"):
+        runner.run({"picture": good})
+
+
+def test_failed_emit_leaves_nothing(tmp_path, monkeypatch):
+    """A failure while writing the sidecar, after the library is in place under its temporary
+    name, must leave neither file (nor a temporary one)."""
+
+    def boom(*args, **kwargs):
+        raise resdsl.ResdslError("sidecar failed")
+
+    monkeypatch.setattr(tvm_build.json, "dump", boom)
+    with pytest.raises(resdsl.ResdslError, match="sidecar failed"):
+        emit(dense_mlp(width=8, depth=1), str(tmp_path / "m.so"), EmitOptions(target="llvm"))
+    assert os.listdir(tmp_path) == []
+
+
+def test_cli_compile_and_run_check(tmp_path, capsys):
+    from resdsl.cli import main
+
+    out = str(tmp_path / "tiny.so")
+    assert main(["compile", example("tiny.py"), "--target", "cpu", "-o", out]) == 0
+    assert main(["run", out, "--random", "--batch", "2", "--check", example("tiny.py")]) == 0
+    text = capsys.readouterr().out
+    assert "tvm llvm cpu(0)" in text and "OK" in text
