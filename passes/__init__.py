@@ -4,14 +4,24 @@ from __future__ import annotations
 
 from resdsl.ir import Graph
 
-from . import shortcuts  # noqa: F401  (registers the pass)
+from . import (  # noqa: F401  (importing a pass module registers it)
+    cse,
+    dce,
+    eliminate_identity,
+    fold_batchnorm,
+    fuse_add,
+    scale_residuals,
+    shortcuts,
+)
 from .manager import PASSES, PassOptions, PassResult, PipelineResult, register_pass, run_passes
 
-# What each -O level runs, in order.
+# What each -O level runs, in order. Cleanups come first so that each rewrite sees the
+# final use counts: a dead or duplicate use of a conv, or a no-op between a conv and its
+# batch norm, would otherwise block the fold, and a second run would still find work.
 LEVELS: dict[int, list[str]] = {
     0: ["shortcuts"],
-    1: ["shortcuts"],
-    2: ["shortcuts"],
+    1: ["shortcuts", "dce", "eliminate_identity", "fold_batchnorm"],
+    2: ["shortcuts", "dce", "eliminate_identity", "cse", "fold_batchnorm", "fuse_add"],
 }
 
 

@@ -75,7 +75,7 @@ class PipelineResult:
 
 
 def _compute_count(graph: Graph) -> int:
-    return len(graph.compute_nodes())
+    return sum(n for op, n in graph.count_ops().items() if op not in ("input", "param"))
 
 
 def run_passes(

@@ -24,16 +24,17 @@ from resdsl.nn import he_normal
 from resdsl.shapes import broadcast, fmt
 
 from .manager import PassOptions, PassResult, register_pass
+from .patterns import Ancestry, Namer
 
 PROJECTION_ROLES = ("projection", "shortcut")
 
 
-def _shortcut_operand(graph: Graph, add: int) -> tuple[int, int] | None:
+def _shortcut_operand(graph: Graph, add: int, ancestry: Ancestry) -> tuple[int, int] | None:
     """(shortcut, branch) of a residual add, or None when neither operand feeds the other."""
     a, b = graph.args(add)
-    if graph.is_ancestor(a, b):
+    if ancestry.is_ancestor(a, b):
         return a, b
-    if graph.is_ancestor(b, a):
+    if ancestry.is_ancestor(b, a):
         return b, a
     return None
 
@@ -45,7 +46,12 @@ def run(graph: Graph, options: PassOptions) -> PassResult:
     if mode not in ("A", "B", "C"):
         raise ResdslError(f"unknown shortcut option {mode!r}", hint="use A, B or C")
     counts = {"projections": 0, "parameter_free": 0}
-    for nid in graph.topo_order():
+    # Bounded ancestor searches and one name scan keep option C linear on 1000-layer networks.
+    # A projection only adds the path shortcut -> P -> add, which the order already has
+    # shortcut before add, so the ancestry's topological positions stay valid.
+    ancestry = Ancestry(graph)
+    namer = Namer(graph, ancestry.order)
+    for nid in ancestry.order:
         node = graph.node(nid)
         if node.op != "add":
             continue
@@ -54,7 +60,7 @@ def run(graph: Graph, options: PassOptions) -> PassResult:
         mismatched = broadcast(sa, sb) is None
         if not mismatched and (mode != "C" or sa != sb):
             continue
-        pair = _shortcut_operand(graph, nid)
+        pair = _shortcut_operand(graph, nid, ancestry)
         if pair is None:
             if not mismatched:
                 continue
@@ -72,12 +78,12 @@ def run(graph: Graph, options: PassOptions) -> PassResult:
         if isinstance(plan, str):
             raise ResdslError(f"{node.name}: residual add cannot be projected: {plan}", node.loc)
         if mode == "A" and mismatched:
-            new = _parameter_free(graph, node, shortcut, plan)
+            new = _parameter_free(graph, node, shortcut, plan, namer)
             counts["parameter_free"] += 1
         elif mode == "A":
             continue
         else:
-            new = _project(graph, node, shortcut, plan)
+            new = _project(graph, node, shortcut, plan, namer)
             counts["projections"] += 1
         index = graph.args(nid).index(shortcut)
         graph.set_input(nid, index, new)
@@ -87,14 +93,14 @@ def run(graph: Graph, options: PassOptions) -> PassResult:
     return PassResult(graph, any(counts.values()), counts)
 
 
-def _project(graph: Graph, add, shortcut: int, plan: residual.Projection) -> int:
+def _project(graph: Graph, add, shortcut: int, plan: residual.Projection, namer: Namer) -> int:
     seed = graph.meta.get("seed", 0)
     scope = add.scope
     prefix = f"{scope}." if scope else ""
     loc = add.loc
     if plan.kind == "conv":
-        conv = graph.unique_name(f"{prefix}downsample.0")
-        bn = graph.unique_name(f"{prefix}downsample.1")
+        conv = namer.fresh(f"{prefix}downsample.0")
+        bn = namer.fresh(f"{prefix}downsample.1")
         w = graph.add_param(
             f"{conv}.weight",
             he_normal(seed, f"{conv}.weight", (plan.out_features, plan.in_features, 1, 1), plan.in_features),
@@ -110,7 +116,7 @@ def _project(graph: Graph, add, shortcut: int, plan: residual.Projection) -> int
             graph.add_param(f"{bn}.running_var", np.ones(plan.out_features), BUFFER, loc, role="projection"),
         ]
         return graph.add_node("batch_norm", [c, *stats], name=bn, loc=loc, role="projection")
-    proj = graph.unique_name(f"{prefix}proj")
+    proj = namer.fresh(f"{prefix}proj")
     w = graph.add_param(
         f"{proj}.weight",
         he_normal(seed, f"{proj}.weight", (plan.out_features, plan.in_features), plan.in_features),
@@ -121,7 +127,7 @@ def _project(graph: Graph, add, shortcut: int, plan: residual.Projection) -> int
     return graph.add_node("linear", [shortcut, w], name=proj, loc=loc, role="projection")
 
 
-def _parameter_free(graph: Graph, add, shortcut: int, plan: residual.Projection) -> int:
+def _parameter_free(graph: Graph, add, shortcut: int, plan: residual.Projection, namer: Namer) -> int:
     if plan.out_features < plan.in_features:
         raise ResdslError(
             f"{add.name}: option A cannot shrink {plan.in_features} features to {plan.out_features}",
@@ -132,7 +138,7 @@ def _parameter_free(graph: Graph, add, shortcut: int, plan: residual.Projection)
     x = shortcut
     rank = len(graph.node(shortcut).shape)
     if plan.kind == "conv" and plan.stride > 1:
-        name = graph.unique_name(f"{prefix}shortcut.stride")
+        name = namer.fresh(f"{prefix}shortcut.stride")
         x = graph.add_node(
             "avg_pool2d", [x], {"kernel": 1, "stride": plan.stride}, name=name, loc=add.loc, role="shortcut"
         )
@@ -142,9 +148,9 @@ def _parameter_free(graph: Graph, add, shortcut: int, plan: residual.Projection)
         pads = [0] * (2 * rank)
         pads[axis] = extra // 2
         pads[rank + axis] = extra - extra // 2
-        name = graph.unique_name(f"{prefix}shortcut.pad")
+        name = namer.fresh(f"{prefix}shortcut.pad")
         x = graph.add_node("pad", [x], {"pads": tuple(pads)}, name=name, loc=add.loc, role="shortcut")
     if x == shortcut:
-        name = graph.unique_name(f"{prefix}shortcut")
+        name = namer.fresh(f"{prefix}shortcut")
         x = graph.add_node("identity", [x], name=name, loc=add.loc, role="shortcut")
     return x

@@ -91,7 +91,7 @@ class Graph:
     ) -> int:
         if name in self.parameters:
             raise ResdslError(f"parameter {name!r} is defined twice", loc, "give the layer a distinct name=")
-        value = np.ascontiguousarray(value, dtype=np.float32)
+        value = np.array(value, dtype=np.float32, order="C")  # keeps 0-d scalars 0-d
         self.parameters[name] = value
         self.param_kind[name] = kind
         return self.add_node("param", (), {"name": name, "shape": value.shape}, name=name, loc=loc, role=role)
@@ -332,7 +332,7 @@ class Graph:
                 hint="check the checkpoint matches the model and its arguments, or pass strict=False",
             )
         for k in sorted(set(own) & set(given)):
-            self.parameters[k] = np.ascontiguousarray(np.asarray(given[k]), dtype=np.float32)
+            self.parameters[k] = np.array(given[k], dtype=np.float32, order="C")
         return missing
 
     def load_weights_file(self, path: str, strict: bool = True) -> list[str]:

@@ -1,0 +1,134 @@
+"""Small helpers the rewrite passes share: use queries, fresh names, bounded ancestry, cleanup.
+
+A rewrite here is written as a ``check`` that returns either a match (a small
+dataclass) or a string saying why the pattern does not apply, and a ``rewrite``
+that applies a match. The reason keeps each rule's conditions readable in one
+place, and tests assert it, so a refusal is never silent guesswork.
+
+Everything here is linear in what it touches: deep networks (a 1001-layer ResNet
+has ~8,000 nodes) must not pay a whole-graph scan per rewrite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from resdsl.ir import Graph, Node
+
+# Roles the shortcuts pass gives the operand it builds: such an operand is the shortcut of its add.
+SHORTCUT_ROLES = ("projection", "shortcut")
+
+
+def sole_user(graph: Graph, nid: int) -> int | None:
+    """The one node that consumes ``nid`` through one edge, or None (several uses, or a graph output)."""
+    uses = graph.uses(nid)
+    if len(uses) != 1 or graph.output_uses(nid):
+        return None
+    return uses[0][0]
+
+
+def is_param(graph: Graph, nid: int) -> bool:
+    return graph.node(nid).op == "param"
+
+
+def inherit(node: Node, *replaced: Node) -> None:
+    """Record the source locations of nodes a rewrite replaced, so errors still point home."""
+    locs = list(node.origins)
+    for old in replaced:
+        for loc in (old.loc, *old.origins):
+            if loc is not None and loc != node.loc and loc not in locs:
+                locs.append(loc)
+    node.origins = tuple(locs)
+
+
+class Namer:
+    """``graph.unique_name`` for one pass, with one scan of the graph instead of one per name.
+
+    Node names are read once (on first use) and names handed out are remembered;
+    parameter names are checked live, so a parameter added since (named after a fresh
+    node name plus ``.weight``) is seen. Nodes a pass adds must take their names from here.
+    """
+
+    def __init__(self, graph: Graph, order: list[int] | None = None) -> None:
+        self.graph = graph
+        self.order = order  # node ids, if the pass already listed them
+        self.taken: set[str] | None = None  # filled on first use: most runs need no name
+
+    def fresh(self, base: str) -> str:
+        if self.taken is None:
+            ids = self.order if self.order is not None else self.graph.topo_order()
+            self.taken = {self.graph.node(nid).name for nid in ids if nid in self.graph}
+        name, i = base, 1
+        while name in self.taken or name in self.graph.parameters:
+            name = f"{base}_{i}"
+            i += 1
+        self.taken.add(name)
+        return name
+
+
+class Ancestry:
+    """``is_ancestor`` by a backward search from the descendant that never climbs above the ancestor.
+
+    Positions come from one topological order, so a node placed before ``a`` cannot
+    have ``a`` as an ancestor and is not searched. A residual add's search thus stays
+    inside its block instead of walking the whole network. Nodes created after the
+    order was taken have no position and are always searched (sound, just slower);
+    a pass must not ask after adding edges that contradict the order.
+    """
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.order = graph.topo_order()
+        self.pos = {nid: i for i, nid in enumerate(self.order)}
+
+    def is_ancestor(self, a: int, b: int) -> bool:
+        if a == b:
+            return False
+        floor = self.pos.get(a, -1)
+        seen, stack = {b}, [b]
+        while stack:
+            for p in self.graph.args(stack.pop()):
+                if p == a:
+                    return True
+                if p not in seen and self.pos.get(p, len(self.pos)) > floor:
+                    seen.add(p)
+                    stack.append(p)
+        return False
+
+
+def residual_operands(graph: Graph, add: int, ancestry: Ancestry) -> tuple[int, int] | None:
+    """(shortcut, branch) of a residual add, or None for a plain sum of unrelated values.
+
+    The shortcut is the operand that feeds the other; where the shortcuts pass has put a
+    projection on it, the shortcut no longer feeds the branch, so its role marks it instead.
+    """
+    a, b = graph.args(add)
+    if ancestry.is_ancestor(a, b):
+        return a, b
+    if ancestry.is_ancestor(b, a):
+        return b, a
+    ra = graph.node(a).role in SHORTCUT_ROLES
+    rb = graph.node(b).role in SHORTCUT_ROLES
+    if ra != rb:
+        return (a, b) if ra else (b, a)
+    return None
+
+
+def sweep(graph: Graph, candidates: Iterable[int]) -> int:
+    """Remove the candidates that nothing alive uses any more (users before their inputs is fastest).
+
+    Returns how many nodes went; parameters lose their arrays with their last node.
+    """
+    cands = [c for c in dict.fromkeys(candidates) if c in graph and c not in graph.inputs]
+    dead: set[int] = set()
+    changed = True
+    while changed:
+        changed = False
+        for c in cands:
+            if c in dead or graph.output_uses(c):
+                continue
+            if all(dst in dead for dst, _ in graph.uses(c)):
+                dead.add(c)
+                changed = True
+    graph.remove_many(dead)
+    return len(dead)
