@@ -19,7 +19,11 @@ def add_pass_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-O", dest="level", type=int, default=2, choices=(0, 1, 2), help="optimisation level (default 2)")
     p.add_argument("--passes", help="comma-separated explicit pass list (overrides -O)")
     p.add_argument("--shortcut", choices=("A", "B", "C"), help="shortcut option (default: the model's, else B)")
-    p.add_argument("--residual-scale", metavar="inv-depth|ALPHA", help="scale residual branches (off by default)")
+    p.add_argument(
+        "--residual-scale",
+        metavar="inv-depth|ALPHA",
+        help="inv-depth: x/L + F(x), L the number of residual adds; ALPHA: x + ALPHA*F(x) (off by default)",
+    )
 
 
 def model_arguments(args: argparse.Namespace) -> dict:

@@ -11,7 +11,11 @@ from . import add_model_args, model_arguments
 def add_parser(sub) -> None:
     p = sub.add_parser("analyze", help="std of each residual block's input and branch at initialisation")
     add_model_args(p)
-    p.add_argument("--residual-scale", metavar="inv-depth|ALPHA", help="x*ALPHA + F(x); inv-depth: ALPHA = 1/L")
+    p.add_argument(
+        "--residual-scale",
+        metavar="inv-depth|ALPHA",
+        help="inv-depth: x/L + F(x), L the number of residual adds; ALPHA: x + ALPHA*F(x)",
+    )
     p.add_argument("--shortcut", choices=("A", "B", "C"), help="shortcut option (default: the model's, else B)")
     p.add_argument("--batch", type=int, default=2, help="random inputs per measurement (default 2)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
