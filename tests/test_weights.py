@@ -144,3 +144,18 @@ def test_export_round_trips_through_the_cli_and_compile(ext, tmp_path):
     for k, v in loaded.items():
         np.testing.assert_array_equal(graph.parameters[k], v)
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
+def test_pytorch_state_dict_loads_and_refuses_pickled_code(tmp_path):
+    torch = pytest.importorskip("torch")
+    state = random_state(2)
+    path = str(tmp_path / "resnet18.pt")
+    torch.save({k: torch.from_numpy(np.array(v)) for k, v in state.items()}, path)
+    g = model()
+    g.load_weights_file(path)
+    for k, v in g.state_dict().items():
+        np.testing.assert_array_equal(v, state[k])
+    evil = str(tmp_path / "evil.pt")
+    torch.save({"fc.weight": torch.zeros(2), "payload": object()}, evil)  # weights_only refuses arbitrary objects
+    with pytest.raises(resdsl.ResdslError):
+        weights.load_weights_file(model(), evil)
