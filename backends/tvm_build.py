@@ -24,7 +24,7 @@ from resdsl.errors import ResdslError
 from resdsl.ir import Graph
 from resdsl.shapes import BATCH
 
-from . import EmitOptions
+from . import EmitOptions, tvm_schedule
 from .tvm_lower import tvm_error_line
 
 FORMAT = "resdsl-tvm/1"
@@ -38,7 +38,9 @@ def sidecar_path(library: str) -> str:
 def target_dict(options: EmitOptions) -> dict[str, Any]:
     """The TVM target as JSON; CUDA names its host so compiling needs no GPU."""
     if options.target == "llvm":
-        return {"kind": "llvm"}
+        from .tvm_schedule import llvm_target
+
+        return llvm_target()
     if options.target == "cuda":
         if not re.fullmatch(r"sm_\d+[a-z]?", options.arch or ""):
             raise ResdslError(f"invalid CUDA architecture {options.arch!r}", hint="use e.g. --arch sm_80, sm_89, sm_90")
@@ -92,7 +94,11 @@ def compile_graph(graph: Graph, tdict: dict[str, Any], batch: int | None = None,
         raise ResdslError(f"MetaSchedule database {db!r} does not exist", hint="create one with 'resdsl tune'")
     try:
         with tvm.transform.PassContext(opt_level=3):
-            return tvm.compile(mod, target, relax_pipeline=_pipeline(target, db))
+            return tvm.compile(
+                mod,
+                target,
+                relax_pipeline=(tvm_schedule.pipeline if target.kind.name == "llvm" else _pipeline)(target, db),
+            )
     except Exception as e:  # a TVM failure is our bug, but the user still gets one line
         raise ResdslError(
             f"TVM failed to compile model {graph.name!r} for {target.kind.name}: {tvm_error_line(e)}",

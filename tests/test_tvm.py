@@ -15,6 +15,7 @@ from resdsl.backends import EmitOptions, emit, open_artifact, tvm_build
 from resdsl.backends.tvm_build import compile_graph, sha256_file
 from resdsl.backends.tvm_lower import LOWERINGS
 from resdsl.backends.tvm_runner import TvmRunner
+from resdsl.backends.tvm_schedule import llvm_target
 from resdsl.passes import pipeline, run_passes
 
 import resdsl
@@ -41,7 +42,7 @@ def run_in_memory(graph: resdsl.Graph, feeds: dict) -> dict:
     """Compile for llvm and run in the Relax VM without linking a .so (fast, for small graphs)."""
     from tvm import relax
 
-    vm = relax.VirtualMachine(compile_graph(graph, {"kind": "llvm"}), tvm.cpu())
+    vm = relax.VirtualMachine(compile_graph(graph, llvm_target()), tvm.cpu())
     result = vm["main"](*[tvm.runtime.tensor(feeds[graph.node(i).attrs["name"]]) for i in graph.inputs])
     return {name: value.numpy() for (name, _), value in zip(graph.outputs, result)}
 
@@ -114,7 +115,7 @@ def test_sidecar_describes_the_library(built):
     graph, path = built
     meta = json.load(open(path[:-3] + ".json"))
     assert meta["sha256"] == sha256_file(path)
-    assert meta["target"] == {"kind": "llvm"} and meta["batch"] is None
+    assert meta["target"]["kind"] == "llvm" and meta["batch"] is None
     assert meta["resdsl_version"] == resdsl.__version__
     assert meta["provenance"] == {"model": graph.name}
     x = graph.node(graph.inputs[0])
