@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from resdsl.driver import CompileRequest
 from resdsl.errors import ResdslError
 from resdsl.loader import parse_arg
 
@@ -40,3 +41,18 @@ def pass_list(args: argparse.Namespace) -> list[str] | None:
     if not getattr(args, "passes", None):
         return None
     return [p.strip() for p in args.passes.split(",") if p.strip()]
+
+
+def compile_request(args: argparse.Namespace, path: str | None = None, **extra) -> CompileRequest:
+    """The CompileRequest that the model and pass flags of ``compile``, ``bench`` and ``tune`` describe."""
+    return CompileRequest(
+        path=path or args.model_file,
+        model=args.model,
+        arguments=model_arguments(args),
+        level=args.level,
+        passes=pass_list(args),
+        shortcut=args.shortcut,
+        residual_scale=args.residual_scale,
+        weights=getattr(args, "weights", None),
+        **extra,
+    )

@@ -15,7 +15,7 @@ import time
 
 from resdsl.errors import ResdslError
 
-from . import add_pass_args, model_arguments, pass_list
+from . import add_pass_args, compile_request
 
 DEFAULT_TARGETS = "onnx,onnx-ort,llvm"
 
@@ -89,17 +89,9 @@ def compile_model(
 ) -> list[tuple[str, str, float]]:
     """Build ``path`` once, emit it for each target; returns (label, artifact path, compile seconds)."""
     from resdsl.backends import EmitOptions, emit, resolve_target
-    from resdsl.driver import CompileRequest, build_graph
+    from resdsl.driver import build_graph
 
-    req = CompileRequest(
-        path=path,
-        model=args.model,
-        arguments=model_arguments(args),
-        level=args.level,
-        passes=pass_list(args),
-        shortcut=args.shortcut,
-        residual_scale=args.residual_scale,
-    )
+    req = compile_request(args, path)
     _say(f"bench: building {path} at -O{args.level}")
     t0 = time.perf_counter()
     graph, _ = build_graph(req)

@@ -6,7 +6,7 @@ import argparse
 import os
 import time
 
-from . import add_model_args, add_pass_args, model_arguments, pass_list
+from . import add_model_args, add_pass_args, compile_request
 
 
 def add_parser(sub) -> None:
@@ -27,21 +27,11 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from resdsl.backends import EmitOptions, emit, resolve_target
-    from resdsl.driver import CompileRequest, build_graph
+    from resdsl.driver import build_graph
 
     target = resolve_target(args.target)
-    req = CompileRequest(
-        path=args.model_file,
-        model=args.model,
-        arguments=model_arguments(args),
-        level=args.level,
-        passes=pass_list(args),
-        shortcut=args.shortcut,
-        residual_scale=args.residual_scale,
-        weights=args.weights,
-        verify=True,
-        dump_after=args.dump_after,
-        dump_dir=args.dump_dir if args.dump_after else None,
+    req = compile_request(
+        args, verify=True, dump_after=args.dump_after, dump_dir=args.dump_dir if args.dump_after else None
     )
     t0 = time.perf_counter()
     graph, pipeline = build_graph(req)

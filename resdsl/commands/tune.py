@@ -6,7 +6,7 @@ import argparse
 
 from resdsl.errors import ResdslError
 
-from . import add_model_args, add_pass_args, model_arguments, pass_list
+from . import add_model_args, add_pass_args, compile_request
 
 
 def add_parser(sub) -> None:
@@ -29,24 +29,14 @@ def run(args: argparse.Namespace) -> int:
     from resdsl.backends.tvm_build import target_dict
     from resdsl.backends.tvm_schedule import llvm_target
     from resdsl.backends.tvm_tune import tune
-    from resdsl.driver import CompileRequest, build_graph
+    from resdsl.driver import build_graph
 
     target = resolve_target(args.target)
     if target.name not in ("llvm", "cuda"):
         raise ResdslError(f"only TVM targets can be tuned, not {target.name!r}", hint="use --target llvm or cuda")
     if args.batch < 1:
         raise ResdslError(f"--batch must be a positive integer, got {args.batch}")
-    req = CompileRequest(
-        path=args.model_file,
-        model=args.model,
-        arguments=model_arguments(args),
-        level=args.level,
-        passes=pass_list(args),
-        shortcut=args.shortcut,
-        residual_scale=args.residual_scale,
-        weights=args.weights,
-        verify=True,
-    )
+    req = compile_request(args, verify=True)
     graph, _ = build_graph(req)
     tdict = llvm_target() if target.name == "llvm" else target_dict(EmitOptions(target="cuda", arch=args.arch))
     report = tune(graph, tdict, args.trials, args.db, batch=args.batch)
