@@ -23,6 +23,20 @@ from .tvm_lower import tvm_error_line
 _DEVICE_NAMES = {"cpu": "cpu", "llvm": "cpu", "cuda": "cuda", "gpu": "cuda"}
 
 
+def use_all_cores() -> None:
+    """Give TVM's thread pool every core this process may use, as ONNX Runtime does.
+
+    TVM sizes its pool at half the hardware threads (it assumes hyper-threading), so on
+    a 2-core machine it ran our kernels on one core. The pool reads TVM_NUM_THREADS when
+    it first starts; a value the user set is kept.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    os.environ.setdefault("TVM_NUM_THREADS", str(cores))
+
+
 class TvmRunner:
     """A loaded TVM module; ``device`` names what actually runs it, e.g. ``tvm llvm cpu(0)``."""
 
@@ -42,6 +56,7 @@ class TvmRunner:
         self.provenance: dict[str, Any] = self.meta.get("provenance") or {}
         self.outputs = [_spec(s) for s in self.meta["outputs"]]
 
+        use_all_cores()
         import tvm
         from tvm import relax
 

@@ -64,10 +64,15 @@ def measure(
     max_seconds: float | None = None,
     min_repeat: int = 3,
     clock: Callable[[], float] = time.perf_counter,
+    settle_s: float = 0.05,
 ) -> list[list[float]]:
     """Time each callable ``repeat`` times, interleaved round by round; returns seconds per callable.
 
-    Warm-up rounds (untimed) come first, also interleaved. With ``max_seconds``, the
+    Warm-up rounds (untimed) come first, also interleaved. Between two different
+    artifacts the loop sleeps ``settle_s``: ONNX Runtime's and TVM's worker threads
+    spin for a while after a run, and on a 2-core machine the spinning pool of one
+    runtime stole the cores of the next (TVM measured 2.4x slower right after ORT).
+    With ``max_seconds``, the
     first timed round predicts the cost of a round and the repeats are cut to fit
     (never below ``min_repeat``), so slow artifacts cannot stall a long suite.
     """
@@ -83,6 +88,8 @@ def measure(
         t_round = clock()
         for j in range(k):
             i = (r + j) % k  # rotate who goes first, so no artifact always follows the same one
+            if k > 1 and settle_s:
+                time.sleep(settle_s)
             t0 = clock()
             runs[i]()
             times[i].append(clock() - t0)

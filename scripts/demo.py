@@ -68,7 +68,7 @@ def tvm_demo(graph, image: np.ndarray, reference: np.ndarray, out_dir: str) -> i
     logits = runner.run({"image": image})["logits"]
     err = resdsl.max_rel_error(logits, reference)
     print(
-        f"TVM {runner.device}: first run {1e3 * (time.perf_counter() - t0):.0f} ms, top-5 {np.argsort(-logits[0])[:5].tolist()}"
+        f"TVM on {runner.device}: first run {1e3 * (time.perf_counter() - t0):.0f} ms, top-5 {np.argsort(-logits[0])[:5].tolist()}"
     )
     print(f"max relative error vs reference interpreter: {err:.2e} ({'OK' if err < 1e-4 else 'FAILED'})")
     return 0 if err < 1e-4 else 1
