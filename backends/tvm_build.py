@@ -26,6 +26,7 @@ from resdsl.shapes import BATCH
 
 from . import EmitOptions, tvm_schedule
 from .tvm_lower import tvm_error_line
+from .tvm_schedule import isa_flags
 
 FORMAT = "resdsl-tvm/1"
 
@@ -156,6 +157,7 @@ def sidecar(graph: Graph, options: EmitOptions, tdict: dict[str, Any], digest: s
         "target": tdict,
         "device": "cuda" if tdict["kind"] == "cuda" else "cpu",
         "arch": options.arch if tdict["kind"] == "cuda" else None,
+        "cpu_flags": isa_flags() if tdict["kind"] == "llvm" else [],
         "batch": options.batch,
         "db": options.db,
         "inputs": [spec(graph.node(nid).attrs["name"], nid) for nid in graph.inputs],

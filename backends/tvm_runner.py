@@ -52,6 +52,7 @@ class TvmRunner:
                 f"{path} was compiled for {built_for}, it cannot run on {want}",
                 hint=f"recompile with --target {'cuda' if want == 'cuda' else 'llvm'}",
             )
+        _check_cpu(path, self.meta)
         self.inputs = [_spec(s) for s in self.meta["inputs"]]
         self.provenance: dict[str, Any] = self.meta.get("provenance") or {}
         self.outputs = [_spec(s) for s in self.meta["outputs"]]
@@ -118,6 +119,19 @@ def read_sidecar(path: str) -> dict[str, Any]:
             hint="recompile it with 'resdsl compile'; never run a library you did not build",
         )
     return meta
+
+
+def _check_cpu(path: str, meta: dict[str, Any]) -> None:
+    """Refuse a CPU library built for instructions this CPU lacks (it would die of SIGILL)."""
+    from .tvm_schedule import cpu_flags
+
+    here = cpu_flags()
+    missing = sorted(set(meta.get("cpu_flags") or []) - here) if here else []
+    if missing:
+        raise ResdslError(
+            f"{path} was built for a CPU with {', '.join(missing)}, which this CPU lacks",
+            hint="recompile it on this machine with 'resdsl compile --target llvm'",
+        )
 
 
 def _spec(entry: dict[str, Any]) -> TensorSpec:

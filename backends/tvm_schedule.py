@@ -57,17 +57,30 @@ def host_cpu() -> CpuInfo:
     """The machine we compile on: LLVM's CPU name and the float32 SIMD width from /proc/cpuinfo."""
     from tvm.target import codegen
 
-    flags: set[str] = set()
+    flags = cpu_flags()
+    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
+    return CpuInfo(str(codegen.llvm_get_system_cpu()), lanes, os.cpu_count() or 1)
+
+
+def cpu_flags() -> set[str]:
+    """This machine's CPU feature flags, as /proc/cpuinfo lists them (empty elsewhere)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
                 if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
+                    return set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
-    return CpuInfo(str(codegen.llvm_get_system_cpu()), lanes, os.cpu_count() or 1)
+    return set()
+
+
+ISA_PREFIXES = ("sse", "ssse", "avx", "fma", "f16c", "bmi", "amx")
+
+
+def isa_flags() -> list[str]:
+    """The instruction-set extensions an ``mcpu=<host>`` library may use: a machine that
+    lacks one of them would die of an illegal instruction, so the runner checks first."""
+    return sorted(f for f in cpu_flags() if f.startswith(ISA_PREFIXES))
 
 
 def llvm_target(cpu: CpuInfo | None = None) -> dict[str, Any]:

@@ -248,3 +248,15 @@ def test_cli_compile_and_run_check(tmp_path, capsys):
     assert main(["run", out, "--random", "--batch", "2", "--check", example("tiny.py")]) == 0
     text = capsys.readouterr().out
     assert "tvm llvm cpu(0)" in text and "OK" in text
+
+
+def test_library_for_a_richer_cpu_is_refused(tmp_path):
+    path = str(tmp_path / "tiny.so")
+    emit(resdsl.load(example("tiny.py")), path, EmitOptions(target="llvm"))
+    meta_path = tvm_build.sidecar_path(path)
+    meta = json.load(open(meta_path))
+    assert "sse2" in meta["cpu_flags"]
+    meta["cpu_flags"].append("avx1024_imaginary")
+    json.dump(meta, open(meta_path, "w"))
+    with pytest.raises(resdsl.ResdslError, match="built for a CPU with avx1024_imaginary"):
+        TvmRunner(path)
