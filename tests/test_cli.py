@@ -139,3 +139,33 @@ def test_failed_compile_leaves_no_file(tmp_path):
 def test_help_is_fast_and_lazy():
     code = "import sys, resdsl.cli; resdsl.cli.build_parser(); print(any(m in sys.modules for m in ('tvm', 'onnxruntime', 'onnx')))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_dump_after_writes_numbered_text_and_dot(tmp_path, capsys):
+    out, dump = str(tmp_path / "t.onnx"), tmp_path / "dump"
+    args = ["compile", TINY, "--target", "onnx", "-o", out, "--dump-dir", str(dump)]
+    assert main([*args, "--dump-after", "all"]) == 0
+    names = sorted(os.listdir(dump))
+    assert names[:4] == ["000_input.dot", "000_input.txt", "001_shortcuts.dot", "001_shortcuts.txt"]
+    folded = (dump / "005_fold_batchnorm.txt").read_text()
+    assert "batch_norm(" not in folded and "layer1.0.downsample.0 = conv2d" in folded
+    assert "batch_norm(" in (dump / "001_shortcuts.txt").read_text()
+    assert (dump / "006_fuse_add.dot").read_text().startswith('digraph "tiny"')
+    only = tmp_path / "only"
+    assert main([*args[:-2], "--dump-dir", str(only), "--dump-after", "fuse_add"]) == 0
+    assert sorted(os.listdir(only)) == ["000_input.dot", "000_input.txt", "006_fuse_add.dot", "006_fuse_add.txt"]
+
+
+def test_unknown_dump_pass_and_no_model(tmp_path):
+    result = cli("compile", TINY, "--target", "onnx", "-o", str(tmp_path / "x.onnx"), "--dump-after", "nonsense")
+    assert result.returncode == 2 and "--dump-after nonsense" in result.stderr
+    empty = tmp_path / "empty.py"
+    empty.write_text("import resdsl\n")
+    result = cli("compile", str(empty), "--target", "onnx", "-o", str(tmp_path / "x.onnx"))
+    assert result.returncode == 2 and "defines no @resdsl.model" in result.stderr
+
+
+def test_passes_lists_levels(capsys):
+    assert main(["passes"]) == 0
+    text = capsys.readouterr().out
+    assert "fold_batchnorm" in text and "-O2: shortcuts, dce, eliminate_identity, cse, fold_batchnorm, fuse_add" in text
