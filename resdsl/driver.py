@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,7 +64,11 @@ def build_graph(req: CompileRequest) -> tuple[Graph, Any]:
     if "shortcuts" not in names:
         names = ["shortcuts", *names]
     result = run_passes(raw, names, options, verify=req.verify, dump_dir=req.dump_dir, dump_after=req.dump_after)
-    result.graph.meta["provenance"] = provenance(req.path, model.name, req.arguments)
+    prov = provenance(req.path, model.name, req.arguments)
+    # What changes the function, so that `resdsl run --check` rebuilds the same one.
+    prov["shortcut"] = req.shortcut or model.shortcut
+    prov["residual_scale"] = req.residual_scale
     if req.weights:
-        result.graph.meta["provenance"]["weights"] = req.weights
+        prov["weights"] = os.path.abspath(req.weights)
+    result.graph.meta["provenance"] = prov
     return result.graph, result

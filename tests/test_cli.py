@@ -169,3 +169,26 @@ def test_passes_lists_levels(capsys):
     assert main(["passes"]) == 0
     text = capsys.readouterr().out
     assert "fold_batchnorm" in text and "-O2: shortcuts, dce, eliminate_identity, cse, fold_batchnorm, fuse_add" in text
+
+
+CIFAR = [example("cifar_resnet.py"), "--model", "resnet20", "--arg", "image_size=8"]
+
+
+@pytest.mark.parametrize(
+    "model,flags,size",
+    [
+        ([RESNET, "--model", "resnet18", "--arg", "image_size=32"], ["--shortcut", "C"], 32),
+        ([TINY], ["--residual-scale", "0.5"], 32),
+        (CIFAR, ["--shortcut", "B"], 8),
+    ],
+)
+def test_check_rebuilds_the_function_the_artifact_was_compiled_as(tmp_path, model, flags, size):
+    from resdsl.backends import open_artifact
+
+    out, plain = str(tmp_path / "m.onnx"), str(tmp_path / "plain.onnx")
+    assert main(["compile", *model, "--target", "onnx", "-o", out, *flags]) == 0
+    assert main(["run", out, "--random", "--check", model[0]]) == 0
+    assert main(["compile", *model, "--target", "onnx", "-o", plain]) == 0
+    x = {"image": np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)}
+    a, b = open_artifact(out).run(x)["logits"], open_artifact(plain).run(x)["logits"]
+    assert np.abs(a - b).max() > 1e-3 * np.abs(b).max()  # the flags did change the function

@@ -57,8 +57,8 @@ def _load_inputs(args, runner) -> dict[str, np.ndarray]:
 
 def run(args: argparse.Namespace) -> int:
     from resdsl.backends import open_artifact
+    from resdsl.driver import CompileRequest, build_graph
     from resdsl.interpreter import interpret
-    from resdsl.loader import load
     from resdsl.numerics import TOLERANCE, compare
 
     runner = open_artifact(args.artifact, args.device)
@@ -74,14 +74,16 @@ def run(args: argparse.Namespace) -> int:
     if not args.check:
         return 0
     prov = getattr(runner, "provenance", {}) or {}
-    kwargs = model_arguments(args) if args.arg else dict(prov.get("arguments", {}))
-    model = args.model or prov.get("model")
-    graph = load(args.check, model, **kwargs)
-    weights = args.weights or prov.get("weights")
-    if weights:
-        from resdsl.weights import load_weights_file
-
-        load_weights_file(graph, weights)
+    request = CompileRequest(
+        path=args.check,
+        model=args.model or prov.get("model"),
+        arguments=model_arguments(args) if args.arg else dict(prov.get("arguments", {})),
+        level=0,  # the meaning of the model: the artifact's optimisations must not change it
+        shortcut=prov.get("shortcut"),
+        residual_scale=prov.get("residual_scale"),
+        weights=args.weights or prov.get("weights"),
+    )
+    graph, _ = build_graph(request)
     want = interpret(graph, feeds)
     missing = sorted(set(want) - set(outputs))
     if missing:
