@@ -109,6 +109,50 @@ def layout_passes() -> list:
     return [relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "HWIO"]}), relax.transform.Normalize()]
 
 
+def fast_math_passes() -> list:
+    """Vectorisable exp and erf: softmax, exp and gelu's erf become TOPI's polynomial forms.
+
+    LLVM has no vector ``expf``/``erff`` here, so ``T.exp``/``T.erf`` in a vectorised loop
+    become one libm call a lane: erf cost ViT's MLP more than its matmul. TOPI's
+    ``fast_exp`` and ``fast_erf`` (Cephes and Eigen's rational fits, errors near float32
+    rounding) are plain arithmetic that vectorises and fuses into the matmul epilogue.
+    ``FastMathTransform`` rewrites ``relax.erf``, not ``relax.nn.gelu``: expand gelu first.
+    """
+    from tvm import relax, topi
+    from tvm.relax import PyExprMutator, expr_functor
+
+    @expr_functor.mutator
+    class _ExpandGelu(PyExprMutator):
+        def visit_call_(self, call):
+            call = super().visit_call_(call)
+            if getattr(call.op, "name", None) != "relax.nn.gelu":
+                return call
+            return self.builder_.call_te(
+                lambda x: topi.multiply(x, topi.add(0.5, topi.multiply(0.5, topi.fast_erf(topi.multiply(x, SQRT1_2))))),
+                call.args[0],
+                primfunc_name_hint="gelu",
+            )
+
+    @tvm_module_pass("ResdslExpandGelu")
+    def expand_gelu(mod, _ctx):
+        mutator = _ExpandGelu(mod)
+        for gv, func in mod.functions_items():
+            if isinstance(func, relax.Function):
+                mutator.builder_.update_func(gv, mutator.visit_expr(func))
+        return mutator.builder_.get()
+
+    return [expand_gelu, relax.transform.FastMathTransform()]
+
+
+SQRT1_2 = 0.7071067811865476
+
+
+def tvm_module_pass(name: str):
+    import tvm
+
+    return tvm.transform.module_pass(opt_level=0, name=name)
+
+
 def fused_passes(target) -> list:
     """Everything up to and including FuseTIR: what MetaSchedule tasks are extracted from.
 
@@ -124,6 +168,7 @@ def fused_passes(target) -> list:
     # Mark the constant (weight) parameters of each kernel: their layout is ours to choose.
     return (
         layout_passes()
+        + fast_math_passes()
         + _backend(target).library_dispatch_passes(target)
         + legalize[:at]
         + [relax.transform.AttachAttrLayoutFreeBuffers()]
@@ -270,6 +315,11 @@ def schedule_kernel(func, lanes: int):
     if len(macs) != 1:
         return None
     (mac,) = macs
+    try:
+        if _pad_mac(sch, mac, lanes, _is_constant_weight(func, sch.get(mac))):
+            blocks = sch.get_child_blocks(sch.get_sblock("root"))
+    except s_tir.ScheduleError:
+        return None
     pos = _index(sch, blocks, mac)
     producers, consumers = blocks[:pos], blocks[pos + 1 :]
     try:
@@ -286,6 +336,38 @@ def schedule_kernel(func, lanes: int):
     except (s_tir.ScheduleError, _NotTiled):
         return None
     return sch
+
+
+def padded_rows(rows: int) -> int:
+    """The row tile for ``rows`` output rows that no good tile divides (197 tokens): the one
+    in 7..MAX_ROWS wasting the fewest padded rows, the larger on ties."""
+    return min(range(MAX_ROWS, 6, -1), key=lambda r: -(-rows // r) * r)
+
+
+def _pad_mac(sch, mac, lanes: int, constant_weight: bool) -> bool:
+    """Pad the iteration space of ``mac`` when its last two axes tile badly (a prime number of
+    tokens): rows up to a multiple of ``padded_rows``, columns up to whole vectors.
+
+    ``pad_einsum`` adds zero-padded copies of the operands (small: one tile's rows or
+    columns each, once ``_pad_per_tile`` moves them into the tile) and an output copy
+    that the epilogue absorbs; without it the tile degenerates to one row of scalars.
+    Constant weights keep their columns: their packing needs the original shape.
+    Returns whether it padded.
+    """
+    from tvm import tirx
+
+    stmt = sch.get(mac)
+    spatial = [iv for iv in stmt.iter_vars if iv.iter_type == tirx.IterVar.DataPar]
+    rows, cols = _int(spatial[-2].dom.extent), _int(spatial[-1].dom.extent)
+    padding = [1] * len(stmt.iter_vars)
+    if rows is not None and rows > MAX_ROWS and _divisor(rows, MAX_ROWS) < 4:
+        padding[len(spatial) - 2] = padded_rows(rows)
+    if cols is not None and not constant_weight and cols > lanes and cols % lanes:
+        padding[len(spatial) - 1] = lanes
+    if all(p == 1 for p in padding):
+        return False
+    sch.pad_einsum(mac, padding)
+    return True
 
 
 def _is_constant_weight(func, stmt) -> bool:

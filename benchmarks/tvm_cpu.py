@@ -1,7 +1,8 @@
 """TVM on the CPU against ONNX Runtime, in one process: TVM's default pipeline, resdsl's
 schedules (``backends/tvm_schedule``) and, with --db, a tuned database.
 
-    .venv/bin/python benchmarks/tvm_cpu.py --model resnet50 [--default] [--db DIR] [--threads 2]
+    .venv/bin/python benchmarks/tvm_cpu.py --model resnet50 [--default] [--symbolic] [--db DIR] [--threads 2]
+    .venv/bin/python benchmarks/tvm_cpu.py --model vit       # ViT-Ti/16 from examples/transformer.py
 
 Each row times ORT, then TVM, in blocks (median of --repeats after warm-up). Outputs are checked against the reference interpreter.
 """
@@ -36,6 +37,7 @@ def main() -> int:
     ap.add_argument("--image-size", type=int, default=224)
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--default", action="store_true", help="also time TVM's default pipeline (slow)")
+    ap.add_argument("--symbolic", action="store_true", help="also time the symbolic-batch module users get by default")
     ap.add_argument("--db", help="MetaSchedule database from 'resdsl tune --batch 1'")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     args = ap.parse_args()
@@ -52,7 +54,8 @@ def main() -> int:
     from resdsl.numerics import max_rel_error
 
     here = os.path.dirname(os.path.abspath(__file__))
-    req = CompileRequest(os.path.join(here, "..", "examples", "resnet.py"), args.model, {"image_size": args.image_size})
+    example = "transformer.py" if args.model == "vit" else "resnet.py"
+    req = CompileRequest(os.path.join(here, "..", "examples", example), args.model, {"image_size": args.image_size})
     graph, _ = build_graph(req)
     feeds = resdsl.random_inputs(graph, 1, 0)
     want = next(iter(resdsl.interpret(graph, feeds).values()))
@@ -63,22 +66,24 @@ def main() -> int:
         so.intra_op_num_threads = args.threads
         sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
-    variants = [("tvm default", {"kind": "llvm"}, None)] if args.default else []
-    variants.append(("tvm resdsl schedules", tvm_schedule.llvm_target(), tvm_schedule.pipeline))
+    variants = [("tvm default", {"kind": "llvm"}, None, 1)] if args.default else []
+    variants.append(("tvm resdsl schedules", tvm_schedule.llvm_target(), tvm_schedule.pipeline, 1))
+    if args.symbolic:
+        variants.append(("tvm resdsl batch N", tvm_schedule.llvm_target(), tvm_schedule.pipeline, None))
     if args.db:
-        variants.append(("tvm tuned db", tvm_schedule.llvm_target(), tvm_schedule.pipeline))
+        variants.append(("tvm tuned db", tvm_schedule.llvm_target(), tvm_schedule.pipeline, 1))
     print(
         f"{args.model} batch 1, {args.image_size}x{args.image_size}, {args.threads} threads, cpu {tvm_schedule.host_cpu()}"
     )
-    for name, tdict, make in variants:
+    for name, tdict, make, batch in variants:
         target = tvm.target.Target(tdict)
         t0 = time.perf_counter()
         with tvm.transform.PassContext(opt_level=3):
             pipe = None if make is None else make(target, args.db if name == "tvm tuned db" else None)
             ex = (
-                tvm.compile(lower(graph, 1), target, relax_pipeline=pipe)
+                tvm.compile(lower(graph, batch), target, relax_pipeline=pipe)
                 if pipe
-                else tvm.compile(lower(graph, 1), target)
+                else tvm.compile(lower(graph, batch), target)
             )
         compile_s = time.perf_counter() - t0
         vm = relax.VirtualMachine(ex, tvm.cpu())

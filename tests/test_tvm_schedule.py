@@ -38,10 +38,19 @@ CASES = [
     ("linear", "linear", [("N", 40), "w", "b"], {}, {"w": (48, 40), "b": (48,)}),
     ("matmul", "matmul", [("N", 6, 20), ("N", 20, 32)], {}, {}),
     ("matmul_weight", "matmul", [("N", 5, 24), "w"], {}, {"w": (24, 48)}),
+    # A prime number of tokens (ViT's 197): rows and columns padded to whole tiles.
+    ("matmul_prime_tokens", "matmul", [("N", 3, 17, 8), ("N", 3, 8, 19)], {}, {}),
+    ("linear_prime_tokens", "linear", [("N", 17, 24), "w", "b"], {}, {"w": (32, 24), "b": (32,)}),
+    # Fast exp and erf (fast_math_passes): large and negative inputs included.
+    ("gelu_wide", "gelu", [("N", 17, 40)], {}, {}),
+    ("softmax_wide", "softmax", [("N", 3, 19, 19)], {"axis": -1}, {}),
 ]
 # The shared op cases the rules touch: grouped, dilated and rectangular convs, pooling, dense.
 CASES += [
-    c for c in op_cases() if c[1] in ("conv2d", "fused_conv", "linear", "matmul", "max_pool2d", "global_avg_pool")
+    c
+    for c in op_cases()
+    if c[1]
+    in ("conv2d", "fused_conv", "linear", "matmul", "max_pool2d", "global_avg_pool", "gelu", "softmax", "layer_norm")
 ]
 
 
@@ -100,6 +109,20 @@ def test_conv_kernel_is_parallel_vectorized_and_fused():
     # The epilogue (bias + residual + relu) runs inside the parallel tile loop, vectorised.
     tile_loop = script[script.index("T.parallel(") :]
     assert "T.max(" in tile_loop and tile_loop.count("T.vectorized(") >= 2
+
+
+def test_prime_rows_pad_to_a_full_tile():
+    assert tvm_schedule.padded_rows(197) == 11  # 18 tiles of 11 rows: one padded row
+    assert 7 <= tvm_schedule.padded_rows(17) <= tvm_schedule.MAX_ROWS
+
+
+def test_prime_token_matmul_is_tiled():
+    """197-token attention scores: padded, then register-tiled (not left to the scalar rule)."""
+    _, op, shapes, attrs, params = next(c for c in CASES if c[0] == "matmul_prime_tokens")
+    mod = _scheduled(single_op(op, shapes, attrs, params))
+    (func,) = [f for gv, f in mod.functions_items() if "matmul" in gv.name_hint]
+    script = func.script()
+    assert "_pad" in script and "T.unroll(" in script and "T.vectorized(" in script
 
 
 def test_tile_fills_the_registers():
