@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from resdsl.errors import ResdslError
+from resdsl.feeds import TensorSpec, check_feeds  # noqa: F401  (re-exported for runners)
 from resdsl.ir import Graph
 
 
@@ -64,13 +65,6 @@ def emit(graph: Graph, out_path: str, options: EmitOptions) -> list[str]:
     return importlib.import_module(target.module).emit(graph, out_path, options)
 
 
-@dataclass(frozen=True)
-class TensorSpec:
-    name: str
-    shape: tuple  # ints and symbolic names
-    dtype: str = "float32"
-
-
 class Runner(Protocol):
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
@@ -92,22 +86,3 @@ def open_artifact(path: str, device: str | None = None) -> Runner:
 
         return TvmRunner(path, device)
     raise ResdslError(f"cannot run {path!r}: unknown artifact type", hint="expected a .onnx or .so file")
-
-
-def check_feeds(specs: list[TensorSpec], feeds: dict[str, np.ndarray]) -> None:
-    """Reject inputs of the wrong name, shape or dtype before a runtime sees them."""
-    names = [s.name for s in specs]
-    extra = sorted(set(feeds) - set(names))
-    if extra:
-        raise ResdslError(f"unknown input {', '.join(extra)}; the artifact takes {', '.join(names)}")
-    for spec in specs:
-        if spec.name not in feeds:
-            raise ResdslError(f"missing input {spec.name!r} of shape {spec.shape}")
-        arr = feeds[spec.name]
-        ok = arr.ndim == len(spec.shape) and all(
-            not isinstance(want, int) or want == got for want, got in zip(spec.shape, arr.shape)
-        )
-        if not ok:
-            raise ResdslError(f"input {spec.name!r} has shape {arr.shape}, the artifact expects {spec.shape}")
-        if str(arr.dtype) != spec.dtype:
-            raise ResdslError(f"input {spec.name!r} has dtype {arr.dtype}, the artifact expects {spec.dtype}")

@@ -86,7 +86,6 @@ class TvmRunner:
         import tvm
 
         check_feeds(self.inputs, feeds)
-        _check_batch(self.inputs, feeds)
         args = [tvm.runtime.tensor(np.ascontiguousarray(feeds[s.name]), self._dev) for s in self.inputs]
         try:
             result = self._main(*args)
@@ -136,16 +135,3 @@ def _check_cpu(path: str, meta: dict[str, Any]) -> None:
 
 def _spec(entry: dict[str, Any]) -> TensorSpec:
     return TensorSpec(entry["name"], tuple(entry["shape"]), entry.get("dtype", "float32"))
-
-
-def _check_batch(specs: list[TensorSpec], feeds: dict[str, np.ndarray]) -> None:
-    """All inputs share one symbolic batch; check_feeds checks each input alone."""
-    sizes = {}
-    for spec in specs:
-        for want, got in zip(spec.shape, feeds[spec.name].shape):
-            if isinstance(want, str):
-                sizes.setdefault(want, {})[spec.name] = got
-    for symbol, by_input in sizes.items():
-        if len(set(by_input.values())) > 1:
-            seen = ", ".join(f"{k}: {v}" for k, v in by_input.items())
-            raise ResdslError(f"inputs disagree on the batch size {symbol} ({seen})", hint="feed equal batches")

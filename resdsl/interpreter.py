@@ -7,34 +7,15 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from . import registry
-from .errors import ResdslError
+from .feeds import TensorSpec, check_feeds
 from .ir import Graph, Node
-from .shapes import fmt
 
 
 def check_inputs(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[int, np.ndarray]:
-    """Match arrays to graph inputs by name, checking shape and dtype; one clear error per mistake."""
-    values: dict[int, np.ndarray] = {}
-    names = {graph.node(i).attrs["name"]: i for i in graph.inputs}
-    extra = sorted(set(inputs) - set(names))
-    if extra:
-        raise ResdslError(f"unknown input {', '.join(extra)}; the model takes {', '.join(names)}")
-    batch = None
-    for name, nid in names.items():
-        if name not in inputs:
-            raise ResdslError(f"missing input {name!r} of shape {fmt(graph.node(nid).shape)}")
-        arr = np.asarray(inputs[name])
-        want = graph.node(nid).shape
-        ok = arr.ndim == len(want) and all(isinstance(w, str) or w == d for w, d in zip(want, arr.shape))
-        if ok and isinstance(want[0], str):
-            batch = arr.shape[0] if batch is None else batch
-            ok = arr.shape[0] == batch
-        if not ok:
-            raise ResdslError(f"input {name!r} has shape {arr.shape}, the model expects {fmt(want)}")
-        if arr.dtype != np.float32:
-            raise ResdslError(f"input {name!r} has dtype {arr.dtype}, the model expects float32")
-        values[nid] = arr
-    return values
+    """Match arrays to graph inputs by name, checking names, shapes, dtype and batch agreement."""
+    specs = [TensorSpec(graph.node(i).attrs["name"], graph.node(i).shape) for i in graph.inputs]
+    check_feeds(specs, inputs, what="the model")
+    return {nid: np.asarray(inputs[spec.name]) for nid, spec in zip(graph.inputs, specs)}
 
 
 def interpret(

@@ -188,3 +188,17 @@ def test_load_weights_replaces_values():
     graph.load_weights(sd)
     assert (graph.parameters["fc.weight"] == 0.5).all()
     assert graph.num_parameters() == sum(v.size for k, v in sd.items() if "running" not in k)
+
+
+def test_interpreter_rejects_bad_inputs_like_the_runners():
+    g = resdsl.load(example("tiny.py"))
+    x = np.zeros((2, 3, 32, 32), np.float32)
+    for feeds, message in [
+        ({"image": x, "extra": x}, "unknown input extra; the model takes image"),
+        ({}, "missing input 'image' of shape (N, 3, 32, 32)"),
+        ({"image": x[:, :, :16]}, "has shape (2, 3, 16, 32), the model expects (N, 3, 32, 32)"),
+        ({"image": x.astype(np.float64)}, "has dtype float64, the model expects float32"),
+    ]:
+        with pytest.raises(ResdslError) as info:
+            resdsl.interpret(g, feeds)
+        assert message in str(info.value)
