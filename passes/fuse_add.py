@@ -22,9 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from resdsl.ir import CONST, Graph
+from resdsl.residual import Ancestry, residual_operands
 
 from .manager import PassOptions, PassResult, register_pass
-from .patterns import Ancestry, Namer, inherit, residual_operands, sole_user
+from .patterns import Namer, inherit, sole_user
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,6 @@ from collections.abc import Iterable
 
 from resdsl.ir import Graph, Node
 
-# Roles the shortcuts pass gives the operand it builds: such an operand is the shortcut of its add.
-SHORTCUT_ROLES = ("projection", "shortcut")
-
 
 def sole_user(graph: Graph, nid: int) -> int | None:
     """The one node that consumes ``nid`` through one edge, or None (several uses, or a graph output)."""
@@ -64,54 +61,6 @@ class Namer:
             i += 1
         self.taken.add(name)
         return name
-
-
-class Ancestry:
-    """``is_ancestor`` by a backward search from the descendant that never climbs above the ancestor.
-
-    Positions come from one topological order, so a node placed before ``a`` cannot
-    have ``a`` as an ancestor and is not searched. A residual add's search thus stays
-    inside its block instead of walking the whole network. Nodes created after the
-    order was taken have no position and are always searched (sound, just slower);
-    a pass must not ask after adding edges that contradict the order.
-    """
-
-    def __init__(self, graph: Graph) -> None:
-        self.graph = graph
-        self.order = graph.topo_order()
-        self.pos = {nid: i for i, nid in enumerate(self.order)}
-
-    def is_ancestor(self, a: int, b: int) -> bool:
-        if a == b:
-            return False
-        floor = self.pos.get(a, -1)
-        seen, stack = {b}, [b]
-        while stack:
-            for p in self.graph.args(stack.pop()):
-                if p == a:
-                    return True
-                if p not in seen and self.pos.get(p, len(self.pos)) > floor:
-                    seen.add(p)
-                    stack.append(p)
-        return False
-
-
-def residual_operands(graph: Graph, add: int, ancestry: Ancestry) -> tuple[int, int] | None:
-    """(shortcut, branch) of a residual add, or None for a plain sum of unrelated values.
-
-    The shortcut is the operand that feeds the other; where the shortcuts pass has put a
-    projection on it, the shortcut no longer feeds the branch, so its role marks it instead.
-    """
-    a, b = graph.args(add)
-    if ancestry.is_ancestor(a, b):
-        return a, b
-    if ancestry.is_ancestor(b, a):
-        return b, a
-    ra = graph.node(a).role in SHORTCUT_ROLES
-    rb = graph.node(b).role in SHORTCUT_ROLES
-    if ra != rb:
-        return (a, b) if ra else (b, a)
-    return None
 
 
 def sweep(graph: Graph, candidates: Iterable[int]) -> int:

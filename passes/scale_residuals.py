@@ -20,9 +20,10 @@ import numpy as np
 
 from resdsl.errors import ResdslError
 from resdsl.ir import CONST, Graph
+from resdsl.residual import Ancestry, residual_operands
 
 from .manager import PassOptions, PassResult, register_pass
-from .patterns import Ancestry, Namer, residual_operands
+from .patterns import Namer
 
 ROLE = "residual_scale"
 HINT = "use --residual-scale inv-depth, or a positive finite number such as 0.2"

@@ -24,19 +24,7 @@ from resdsl.nn import he_normal
 from resdsl.shapes import broadcast, fmt
 
 from .manager import PassOptions, PassResult, register_pass
-from .patterns import Ancestry, Namer
-
-PROJECTION_ROLES = ("projection", "shortcut")
-
-
-def _shortcut_operand(graph: Graph, add: int, ancestry: Ancestry) -> tuple[int, int] | None:
-    """(shortcut, branch) of a residual add, or None when neither operand feeds the other."""
-    a, b = graph.args(add)
-    if ancestry.is_ancestor(a, b):
-        return a, b
-    if ancestry.is_ancestor(b, a):
-        return b, a
-    return None
+from .patterns import Namer
 
 
 @register_pass("shortcuts")
@@ -49,7 +37,7 @@ def run(graph: Graph, options: PassOptions) -> PassResult:
     # Bounded ancestor searches and one name scan keep option C linear on 1000-layer networks.
     # A projection only adds the path shortcut -> P -> add, which the order already has
     # shortcut before add, so the ancestry's topological positions stay valid.
-    ancestry = Ancestry(graph)
+    ancestry = residual.Ancestry(graph)
     namer = Namer(graph, ancestry.order)
     for nid in ancestry.order:
         node = graph.node(nid)
@@ -60,7 +48,7 @@ def run(graph: Graph, options: PassOptions) -> PassResult:
         mismatched = broadcast(sa, sb) is None
         if not mismatched and (mode != "C" or sa != sb):
             continue
-        pair = _shortcut_operand(graph, nid, ancestry)
+        pair = residual.residual_operands(graph, nid, ancestry)
         if pair is None:
             if not mismatched:
                 continue
@@ -72,7 +60,7 @@ def run(graph: Graph, options: PassOptions) -> PassResult:
                 "a projection needs a shortcut that the branch is computed from",
             )
         shortcut, branch = pair
-        if graph.node(shortcut).role in PROJECTION_ROLES:
+        if graph.node(shortcut).role in residual.SHORTCUT_ROLES:
             continue  # projected by an earlier run
         plan = residual.plan(graph.node(shortcut).shape, graph.node(branch).shape)
         if isinstance(plan, str):

@@ -18,8 +18,8 @@ import numpy as np
 from .errors import ResdslError
 from .interpreter import interpret, random_inputs
 from .ir import Graph, Node
+from .residual import SHORTCUT_ROLES, Ancestry, shortcut_pair
 
-PROJECTION_ROLES = ("projection", "shortcut")  # roles the shortcuts pass gives what it inserts
 JOIN_OPS = ("add", "sum", "fused_conv")
 
 
@@ -34,28 +34,24 @@ class Join:
 
 
 def _projected(graph: Graph, nid: int) -> bool:
-    return graph.node(nid).role in PROJECTION_ROLES
+    return graph.node(nid).role in SHORTCUT_ROLES
 
 
-def _join_of(graph: Graph, node: Node) -> Join | None:
+def _join_of(graph: Graph, node: Node, ancestry: Ancestry) -> Join | None:
     args = graph.args(node.id)
-    if node.op == "fused_conv":
+    if node.op == "fused_conv":  # the residual input z is the shortcut, the conv itself the branch
         if len(args) < 4:
             return None
         z = args[3]
-        if _projected(graph, z) or graph.is_ancestor(z, args[0]):
+        if _projected(graph, z) or ancestry.is_ancestor(z, args[0]):
             return Join(node.id, z, node.id, _projected(graph, z))
         return None
     operands = [a for a in args if graph.node(a).op != "param"]
-    for s in operands:  # a projected shortcut no longer feeds the branch: its role says what it is
-        if _projected(graph, s):
-            others = [b for b in operands if b != s]
-            if others:
-                return Join(node.id, s, others[0], True)
-    for s in operands:
-        for b in operands:
-            if s != b and graph.is_ancestor(s, b):
-                return Join(node.id, s, b, False)
+    for i, a in enumerate(operands):
+        for b in operands[i + 1 :]:
+            pair = shortcut_pair(graph, a, b, ancestry)
+            if pair is not None:
+                return Join(node.id, pair[0], pair[1], _projected(graph, pair[0]))
     return None
 
 
@@ -68,10 +64,11 @@ def residual_joins(graph: Graph) -> list[Join]:
     canonical graph and follow node ids, as ``signal_propagation`` does.
     """
     joins = []
-    for nid in graph.topo_order():
+    ancestry = Ancestry(graph)
+    for nid in ancestry.order:
         node = graph.node(nid)
         if node.op in JOIN_OPS:
-            join = _join_of(graph, node)
+            join = _join_of(graph, node, ancestry)
             if join is not None:
                 joins.append(join)
     return joins

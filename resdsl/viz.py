@@ -13,10 +13,11 @@ import os
 import shutil
 import subprocess
 
-from .analysis import PROJECTION_ROLES, Join, residual_joins
+from .analysis import Join, residual_joins
 from .atomic import atomic_path, atomic_write
 from .errors import ResdslError
 from .ir import Graph, Node
+from .residual import SHORTCUT_ROLES
 from .shapes import fmt
 
 FUSED_OPS = ("fused_conv", "sum")
@@ -37,7 +38,7 @@ def _q(text: str) -> str:
 
 
 def _node_style(node: Node) -> str:
-    if node.role in PROJECTION_ROLES:
+    if node.role in SHORTCUT_ROLES:
         return STYLES[node.role]
     if node.op in FUSED_OPS:
         return STYLES["fused"]
