@@ -141,9 +141,6 @@ class Graph:
         """True when ``a`` feeds ``b`` through some path (``a`` != ``b``)."""
         return a != b and nx.has_path(self._g, a, b)
 
-    def ancestors(self, nid: int) -> set[int]:
-        return nx.ancestors(self._g, nid)
-
     def param_value(self, nid: int) -> np.ndarray | None:
         n = self.node(nid)
         return self.parameters[n.attrs["name"]] if n.op == "param" else None
@@ -180,21 +177,7 @@ class Graph:
 
     def remove(self, nid: int) -> None:
         """Remove a node that nothing uses; a parameter node also drops its array."""
-        if self.num_uses(nid):
-            raise ValueError(f"cannot remove {self.node(nid).name}: it still has uses")
-        node = self.node(nid)
-        if node.op == "param":
-            still = any(
-                self.node(o).op == "param" and self.node(o).attrs["name"] == node.attrs["name"]
-                for o in self._g.nodes
-                if o != nid
-            )
-            if not still:
-                self.parameters.pop(node.attrs["name"], None)
-                self.param_kind.pop(node.attrs["name"], None)
-        if nid in self.inputs:
-            raise ValueError(f"cannot remove graph input {node.name}")
-        self._g.remove_node(nid)
+        self.remove_many([nid])
 
     def remove_many(self, nids: Iterable[int]) -> None:
         """Remove nodes that nothing outside the set uses; drop arrays no remaining param node names.
@@ -224,15 +207,6 @@ class Graph:
             node.shape = tuple(opdef.infer([self.node(i).shape for i in self.args(nid)], node.attrs))
         except registry.ShapeError as e:
             raise ResdslError(str(e), node.loc) from None
-
-    def unique_name(self, base: str) -> str:
-        taken = {self.node(n).name for n in self._g.nodes} | set(self.parameters)
-        if base not in taken:
-            return base
-        i = 1
-        while f"{base}_{i}" in taken:
-            i += 1
-        return f"{base}_{i}"
 
     def copy(self) -> Graph:
         """A deep copy whose arrays are shared (passes replace arrays, never mutate them)."""
