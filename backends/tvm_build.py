@@ -91,52 +91,15 @@ def compile_graph(graph: Graph, tdict: dict[str, Any], batch: int | None = None,
 
     mod = lower(graph, batch)
     target = tvm.target.Target(tdict)
-    if db is not None and not os.path.isdir(db):
-        raise ResdslError(f"MetaSchedule database {db!r} does not exist", hint="create one with 'resdsl tune'")
+    pipeline = tvm_schedule.pipeline(target, db)  # checks the database: a user error, not TVM's
     try:
         with tvm.transform.PassContext(opt_level=3):
-            return tvm.compile(
-                mod,
-                target,
-                relax_pipeline=(tvm_schedule.pipeline if target.kind.name == "llvm" else _pipeline)(target, db),
-            )
+            return tvm.compile(mod, target, relax_pipeline=pipeline)
     except Exception as e:  # a TVM failure is our bug, but the user still gets one line
         raise ResdslError(
             f"TVM failed to compile model {graph.name!r} for {target.kind.name}: {tvm_error_line(e)}",
             hint="rerun with --debug for the TVM traceback, or use the onnx target",
         ) from e
-
-
-def _pipeline(target, db: str | None):
-    """The target's default pipeline; with ``db``, the database is applied right after fusion
-    (before CUDA's DLight rules, which leave already-scheduled kernels alone)."""
-    import tvm
-    from tvm import relax
-
-    if db is None:
-        return relax.get_default_pipeline(target)
-
-    if target.kind.name == "cuda":
-        from tvm.relax.backend.cuda import pipeline as stages
-    else:
-        from tvm.relax.backend.cpu_generic import pipeline as stages
-
-    @tvm.transform.module_pass(opt_level=0)
-    def _tuned(mod, _ctx):
-        with target:  # the database pass reads the target when it is made
-            legalize = stages.legalize_passes(target)
-            at = next(i for i, p in enumerate(legalize) if p.info.name == "FuseTIR") + 1
-            passes = (
-                stages.library_dispatch_passes(target)
-                + legalize[:at]
-                + [relax.transform.MetaScheduleApplyDatabase(db)]
-                + legalize[at:]
-                + stages.dataflow_lower_passes(target)
-                + stages.finalize_passes(target)
-            )
-            return tvm.transform.Sequential(passes)(mod)
-
-    return _tuned
 
 
 def sidecar(graph: Graph, options: EmitOptions, tdict: dict[str, Any], digest: str, library: str) -> dict[str, Any]:

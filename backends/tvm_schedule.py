@@ -176,13 +176,16 @@ def fused_passes(target) -> list:
 
 
 def schedule_passes(target, db: str | None = None) -> list:
-    """After FuseTIR: the tuned database first, then resdsl's rules for everything it left."""
+    """After FuseTIR: the tuned database first, then (on the CPU) resdsl's rules for everything
+    it left. On CUDA the target's own DLight rules follow later and skip tuned kernels."""
     from tvm import relax
     from tvm.s_tir import dlight
 
     passes = []
     if db is not None:
         passes.append(relax.transform.MetaScheduleApplyDatabase(check_db(db)))
+    if target.kind.name != "llvm":
+        return passes
     passes.append(dlight.ApplyDefaultSchedule(*cpu_rules(lanes_of(target))))
     # Weight packing (see _pack_weight): split the copies out, then run them now.
     passes += [relax.transform.SplitLayoutRewritePreproc(), relax.transform.FoldConstant()]
@@ -206,18 +209,22 @@ def check_db(db: str) -> str:
 def _backend(target):
     """TVM's own pass lists for the target. ``relax.pipeline.dataflow_lower_passes(llvm)``
     fails in TVM 0.27 (cpu_generic does not export it), so take the module itself."""
-    from tvm.relax.backend import cuda
     from tvm.relax.backend.cpu_generic import pipeline as cpu
+    from tvm.relax.backend.cuda import pipeline as cuda
 
     return cpu if target.kind.name == "llvm" else cuda
 
 
 def pipeline(target, db: str | None = None):
-    """The Relax pipeline for ``llvm``: TVM's CPU pipeline with NHWC layout and schedules added."""
+    """The Relax pipeline: for ``llvm`` TVM's CPU pipeline with NHWC layout and resdsl's schedules
+    added; for ``cuda`` TVM's default pipeline, with a tuned database applied after fusion."""
     import tvm
+    from tvm import relax
 
     if db is not None:
         check_db(db)  # a user error now, not a C++ one mid-compile
+    elif target.kind.name != "llvm":
+        return relax.get_default_pipeline(target)
 
     @tvm.transform.module_pass(opt_level=0, name="ResdslCpuPipeline")
     def _pipeline(mod, _ctx):

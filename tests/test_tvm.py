@@ -260,3 +260,21 @@ def test_library_for_a_richer_cpu_is_refused(tmp_path):
     json.dump(meta, open(meta_path, "w"))
     with pytest.raises(resdsl.ResdslError, match="built for a CPU with avx1024_imaginary"):
         TvmRunner(path)
+
+
+@pytest.mark.parametrize("target", ["llvm", "cuda"])
+def test_database_is_checked_and_applied_on_both_targets(target, tmp_path):
+    graph = resdsl.load(example("tiny.py"))
+    with pytest.raises(resdsl.ResdslError, match="does not exist") as info:
+        emit(graph, str(tmp_path / "x.so"), EmitOptions(target=target, db=str(tmp_path / "nodb")))
+    assert "TVM failed" not in str(info.value)
+    db = tmp_path / "db"
+    db.mkdir()
+    for name in ("database_workload.json", "database_tuning_record.json"):
+        (db / name).write_text("")
+    path = str(tmp_path / "m.so")
+    emit(graph, path, EmitOptions(target=target, db=str(db)))
+    assert json.load(open(tvm_build.sidecar_path(path)))["db"] == str(db)
+    if target == "llvm":
+        feeds, want = interpret_random(graph)
+        assert_close(TvmRunner(path).run(feeds), want)
