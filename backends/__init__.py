@@ -46,7 +46,10 @@ class EmitOptions:
     target: str
     arch: str = "sm_90"
     batch: int | None = None  # fix the symbolic batch dimension (TVM)
-    db: str | None = None  # MetaSchedule database to apply (TVM)
+    db: str | None = None  # MetaSchedule database (a directory) or tile book (.json) to apply (TVM)
+    tophub: bool = True  # apply the tile book resdsl ships for the target CPU (llvm)
+    mcpu: str | None = None  # LLVM CPU name to build for (llvm); default: this machine's
+    winograd: bool = True  # 3x3 stride-1 convs as Winograd F(m, 3) where it pays (llvm)
     provenance: dict[str, Any] = field(default_factory=dict)
 
 

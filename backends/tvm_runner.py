@@ -122,14 +122,14 @@ def read_sidecar(path: str) -> dict[str, Any]:
 
 def _check_cpu(path: str, meta: dict[str, Any]) -> None:
     """Refuse a CPU library built for instructions this CPU lacks (it would die of SIGILL)."""
-    from .tvm_schedule import cpu_flags
+    from .tvm_schedule import cpu_flags, isa_name
 
-    here = cpu_flags()
-    missing = sorted(set(meta.get("cpu_flags") or []) - here) if here else []
+    here = {isa_name(f) for f in cpu_flags()}
+    missing = sorted(f for f in meta.get("cpu_flags") or [] if isa_name(f) not in here) if here else []
     if missing:
         raise ResdslError(
             f"{path} was built for a CPU with {', '.join(missing)}, which this CPU lacks",
-            hint="recompile it on this machine with 'resdsl compile --target llvm'",
+            hint="recompile it on this machine with 'resdsl compile --target llvm' (or for an older CPU with --mcpu)",
         )
 
 

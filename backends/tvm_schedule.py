@@ -34,8 +34,12 @@ from __future__ import annotations
 import functools
 import math
 import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from .tvm_winograd import winograd_passes
 
 # Accumulator registers a kernel tile may use: AVX-512 has 32 vector registers,
 # AVX2 16; the rest hold the weight vectors and the broadcast input.
@@ -75,18 +79,47 @@ def cpu_flags() -> set[str]:
 
 
 ISA_PREFIXES = ("sse", "ssse", "avx", "fma", "f16c", "bmi", "amx")
+# /proc/cpuinfo names that are not LLVM's once punctuation is dropped.
+_CPUINFO_ALIASES = {"pni": "sse3", "bmi1": "bmi"}
 
 
-def isa_flags() -> list[str]:
-    """The instruction-set extensions an ``mcpu=<host>`` library may use: a machine that
-    lacks one of them would die of an illegal instruction, so the runner checks first."""
-    return sorted(f for f in cpu_flags() if f.startswith(ISA_PREFIXES))
+def isa_name(flag: str) -> str:
+    """One spelling for an instruction set: /proc/cpuinfo says ``sse4_2``, ``avx512_bf16``,
+    ``pni``; LLVM says ``sse4.2``, ``avx512bf16``, ``sse3``. Both become ``sse42`` etc."""
+    name = re.sub(r"[^a-z0-9]", "", flag.lower())
+    return _CPUINFO_ALIASES.get(name, name)
 
 
-def llvm_target(cpu: CpuInfo | None = None) -> dict[str, Any]:
-    """The llvm target for this machine: its mcpu lets LLVM use the whole vector unit."""
+def isa_flags(tdict: dict[str, Any] | None = None) -> list[str]:
+    """The instruction-set extensions a library for ``tdict`` may use (a machine that lacks
+    one would die of an illegal instruction, so the runner checks first): for the
+    build machine's CPU what /proc/cpuinfo lists, for another ``--mcpu`` what LLVM
+    enables for it."""
+    if tdict is None or tdict.get("mcpu") == host_cpu().mcpu:
+        flags = cpu_flags()
+    else:
+        import tvm
+        from tvm.target import codegen
+
+        flags = set(codegen.llvm_get_cpu_features(tvm.target.Target(tdict)))
+    return sorted({isa_name(f) for f in flags if f.startswith(ISA_PREFIXES)})
+
+
+def llvm_target(cpu: CpuInfo | None = None, mcpu: str | None = None) -> dict[str, Any]:
+    """The llvm target for this machine, or for the CPU family ``mcpu`` (LLVM's name, e.g.
+    ``haswell``, ``skylake-avx512``, ``x86-64-v3``): mcpu lets LLVM use the whole vector unit."""
     cpu = cpu or host_cpu()
-    return {"kind": "llvm", "mcpu": cpu.mcpu, "num-cores": cpu.cores}
+    if mcpu is not None:
+        from tvm.target import codegen
+
+        from resdsl.errors import ResdslError
+
+        if not codegen.llvm_is_valid_cpu(mcpu, codegen.llvm_get_system_triple()):
+            raise ResdslError(
+                f"LLVM does not know the CPU {mcpu!r}",
+                hint=f"use an LLVM CPU name such as x86-64-v3, haswell, skylake-avx512 (this one is {cpu.mcpu})",
+            )
+    return {"kind": "llvm", "mcpu": mcpu or cpu.mcpu, "num-cores": cpu.cores}
 
 
 def lanes_of(target) -> int:
@@ -153,7 +186,7 @@ def tvm_module_pass(name: str):
     return tvm.transform.module_pass(opt_level=0, name=name)
 
 
-def fused_passes(target) -> list:
+def fused_passes(target, winograd: bool = True) -> list:
     """Everything up to and including FuseTIR: what MetaSchedule tasks are extracted from.
 
     ``resdsl tune`` and the compile pipeline share this list, so a tuned kernel's
@@ -163,11 +196,12 @@ def fused_passes(target) -> list:
 
     legalize = _backend(target).legalize_passes(target)
     at = next(i for i, p in enumerate(legalize) if p.info.name == "FuseTIR") + 1
-    if target.kind.name != "llvm":
-        return _backend(target).library_dispatch_passes(target) + legalize[:at]
+    if target.kind.name != "llvm":  # NHWC on CUDA too: the channel axis makes loads coalesce
+        return layout_passes() + _backend(target).library_dispatch_passes(target) + legalize[:at]
     # Mark the constant (weight) parameters of each kernel: their layout is ours to choose.
     return (
         layout_passes()
+        + winograd_passes(target, winograd)
         + fast_math_passes()
         + _backend(target).library_dispatch_passes(target)
         + legalize[:at]
@@ -175,9 +209,12 @@ def fused_passes(target) -> list:
     )
 
 
-def schedule_passes(target, db: str | None = None) -> list:
-    """After FuseTIR: the tuned database first, then (on the CPU) resdsl's rules for everything
-    it left. On CUDA the target's own DLight rules follow later and skip tuned kernels."""
+def schedule_passes(
+    target, db: str | None = None, tiles: Mapping[str, Tile] | None = None, cuda_rules: bool = True
+) -> list:
+    """After FuseTIR: the tuned database first, then resdsl's rules for everything it left. On
+    CUDA (``tvm_cuda_schedule``, unless ``cuda_rules`` is False) they take the multiply-accumulate
+    kernels; the target's own DLight rules follow later and skip every scheduled kernel."""
     from tvm import relax
     from tvm.s_tir import dlight
 
@@ -185,8 +222,12 @@ def schedule_passes(target, db: str | None = None) -> list:
     if db is not None:
         passes.append(relax.transform.MetaScheduleApplyDatabase(check_db(db)))
     if target.kind.name != "llvm":
+        if cuda_rules:
+            from . import tvm_cuda_schedule
+
+            passes.append(dlight.ApplyDefaultSchedule(*tvm_cuda_schedule.cuda_rules()))
         return passes
-    passes.append(dlight.ApplyDefaultSchedule(*cpu_rules(lanes_of(target))))
+    passes.append(dlight.ApplyDefaultSchedule(*cpu_rules(lanes_of(target), tiles)))
     # Weight packing (see _pack_weight): split the copies out, then run them now.
     passes += [relax.transform.SplitLayoutRewritePreproc(), relax.transform.FoldConstant()]
     return passes
@@ -215,16 +256,20 @@ def _backend(target):
     return cpu if target.kind.name == "llvm" else cuda
 
 
-def pipeline(target, db: str | None = None):
-    """The Relax pipeline: for ``llvm`` TVM's CPU pipeline with NHWC layout and resdsl's schedules
-    added; for ``cuda`` TVM's default pipeline, with a tuned database applied after fusion."""
+def pipeline(
+    target,
+    db: str | None = None,
+    tiles: Mapping[str, Tile] | None = None,
+    winograd: bool = True,
+    cuda_rules: bool = True,
+):
+    """The Relax pipeline: the target's own (CPU or CUDA) pipeline with NHWC layout and resdsl's
+    schedules added, a tuned database applied first. ``cuda_rules=False`` leaves every CUDA
+    kernel to DLight's default rules (for comparison: ``benchmarks/gpu_check.py``)."""
     import tvm
-    from tvm import relax
 
     if db is not None:
         check_db(db)  # a user error now, not a C++ one mid-compile
-    elif target.kind.name != "llvm":
-        return relax.get_default_pipeline(target)
 
     @tvm.transform.module_pass(opt_level=0, name="ResdslCpuPipeline")
     def _pipeline(mod, _ctx):
@@ -233,8 +278,8 @@ def pipeline(target, db: str | None = None):
             legalize = cpu.legalize_passes(target)
             at = next(i for i, p in enumerate(legalize) if p.info.name == "FuseTIR") + 1
             passes = (
-                fused_passes(target)
-                + schedule_passes(target, db)
+                fused_passes(target, winograd)
+                + schedule_passes(target, db, tiles, cuda_rules)
                 + legalize[at:]
                 + cpu.dataflow_lower_passes(target)
                 + cpu.finalize_passes(target)
@@ -244,19 +289,23 @@ def pipeline(target, db: str | None = None):
     return _pipeline
 
 
-def cpu_rules(lanes: int) -> list:
-    """The dlight rules, most specific first."""
+def cpu_rules(lanes: int, tiles: Mapping[str, Tile] | None = None) -> list:
+    """The dlight rules, most specific first; ``tiles`` as for ``schedule_kernel``."""
     from tvm.s_tir.dlight.base import ScheduleRule
 
     class Kernel(ScheduleRule):
         def apply(self, func, target, tunable):
-            return schedule_kernel(func, lanes)
+            return schedule_kernel(func, lanes, tiles)
+
+    class Rows(ScheduleRule):
+        def apply(self, func, target, tunable):
+            return schedule_rows(func, lanes)
 
     class Elementwise(ScheduleRule):
         def apply(self, func, target, tunable):
             return schedule_elementwise(func, lanes)
 
-    return [Kernel(), Elementwise()]
+    return [Kernel(), Rows(), Elementwise()]
 
 
 # ---------------------------------------------------------------- kernels
@@ -305,7 +354,7 @@ def mac_reduction(sch, block) -> str | None:
     return None
 
 
-def schedule_kernel(func, lanes: int):
+def schedule_kernel(func, lanes: int, tiles: Mapping[str, Tile] | None = None):
     """Register-tile the multiply-accumulate PrimFunc ``func``; None when it has none.
 
     Loops, outer to inner: the outer spatial loops and the outer tiles of the two
@@ -313,8 +362,37 @@ def schedule_kernel(func, lanes: int):
     (unrolled) x ``reg`` (unrolled) x ``lanes`` (vectorised) accumulators. For an
     NHWC conv the rows are output columns and the vector is output channels: each
     step of the reduction broadcasts one input value and does ``rows x reg`` FMAs.
+    ``tiles`` maps ``MacShape.key()`` to a measured tile (``resdsl tune --method tiles``
+    and the shipped tile books); a kernel it does not cover gets ``choose_tile``'s.
     """
     from tvm import s_tir, tirx
+
+    prepared = _prepare_mac(func, lanes)
+    if prepared is None:
+        return None
+    sch, mac, blocks = prepared
+    pos = _index(sch, blocks, mac)
+    producers, consumers = blocks[:pos], blocks[pos + 1 :]
+    try:
+        for b in consumers:
+            if any(iv.iter_type != tirx.IterVar.DataPar for iv in sch.get(b).iter_vars):
+                return None
+        for b in consumers[:-1]:
+            sch.compute_inline(b)
+        tile_loop = _tile_mac(
+            sch, mac, consumers[-1] if consumers else None, lanes, _is_constant_weight(func, sch.get(mac)), tiles
+        )
+        for b in producers:
+            _pad_per_tile(sch, b, tile_loop, lanes)
+    except (s_tir.ScheduleError, _NotTiled):
+        return None
+    return sch
+
+
+def _prepare_mac(func, lanes: int):
+    """``(schedule, mac block, root blocks)`` with the MAC's iteration space padded (``_pad_mac``);
+    None when ``func`` has no single multiply-accumulate."""
+    from tvm import s_tir
 
     sch = s_tir.Schedule(func)
     blocks = sch.get_child_blocks(sch.get_sblock("root")) if _has_root(sch) else []
@@ -327,22 +405,16 @@ def schedule_kernel(func, lanes: int):
             blocks = sch.get_child_blocks(sch.get_sblock("root"))
     except s_tir.ScheduleError:
         return None
-    pos = _index(sch, blocks, mac)
-    producers, consumers = blocks[:pos], blocks[pos + 1 :]
+    return sch, mac, blocks
+
+
+def kernel_shape(func, lanes: int) -> MacShape | None:
+    """The ``MacShape`` that ``schedule_kernel`` will tile in ``func`` (None: not a kernel)."""
+    prepared = _prepare_mac(func, lanes)
     try:
-        for b in consumers:
-            if any(iv.iter_type != tirx.IterVar.DataPar for iv in sch.get(b).iter_vars):
-                return None
-        for b in consumers[:-1]:
-            sch.compute_inline(b)
-        tile_loop = _tile_mac(
-            sch, mac, consumers[-1] if consumers else None, lanes, _is_constant_weight(func, sch.get(mac))
-        )
-        for b in producers:
-            _pad_per_tile(sch, b, tile_loop, lanes)
-    except (s_tir.ScheduleError, _NotTiled):
+        return None if prepared is None else mac_shape(prepared[0], prepared[1])
+    except _NotTiled:
         return None
-    return sch
 
 
 def padded_rows(rows: int) -> int:
@@ -430,6 +502,89 @@ def choose_tile(rows: int | None, cols: int, lanes: int, outer: int, weight: int
     return Tile(row, reg, vec, channels_outer=channel_tiles * data < spatial_tiles * weight)
 
 
+@dataclass(frozen=True)
+class MacShape:
+    """The iteration space of one multiply-accumulate kernel: all a tile choice depends on.
+
+    Its ``key()`` names a kernel in a tile book independently of TVM's function names
+    and hashes (which change with the epilogue and between TVM versions): the
+    spatial extents, the reduction extents and the operand sizes (which tell a
+    stride-2 conv from a stride-1 one of the same output).
+    """
+
+    outer: tuple[int | str, ...]  # spatial extents before the last two; "N" where symbolic
+    rows: int | None
+    cols: int
+    reduction: tuple[int | str, ...]
+    data: int
+    weight: int
+
+    def key(self) -> str:
+        def dims(values) -> str:
+            return "x".join(str(v) for v in values)
+
+        return f"{dims(self.outer)}/{self.rows}x{self.cols}/r{dims(self.reduction)}/d{self.data}/w{self.weight}"
+
+    @property
+    def outer_count(self) -> int:
+        return math.prod(v for v in self.outer if isinstance(v, int))
+
+
+def mac_shape(sch, mac) -> MacShape:
+    from tvm import tirx
+
+    stmt = sch.get(mac)
+    spatial = [iv for iv in stmt.iter_vars if iv.iter_type == tirx.IterVar.DataPar]
+    reduction = [iv for iv in stmt.iter_vars if iv.iter_type != tirx.IterVar.DataPar]
+
+    def extent(iv) -> int | str:
+        value = _int(iv.dom.extent)
+        return "N" if value is None else value
+
+    cols = _int(spatial[-1].dom.extent)
+    if cols is None:
+        raise _NotTiled()
+    term = stmt.body.value.b
+    return MacShape(
+        outer=tuple(extent(iv) for iv in spatial[:-2]),
+        rows=_int(spatial[-2].dom.extent),
+        cols=cols,
+        reduction=tuple(extent(iv) for iv in reduction),
+        data=_elements(term.a),
+        weight=_elements(term.b),
+    )
+
+
+def default_tile(shape: MacShape, lanes: int) -> Tile:
+    return choose_tile(shape.rows, shape.cols, lanes, shape.outer_count, shape.weight, shape.data)
+
+
+def tile_fits(tile: Tile, shape: MacShape, lanes: int) -> bool:
+    """Whether ``tile`` divides ``shape`` and fits the vector unit (a tile book may be stale)."""
+    return (
+        tile.vec == _divisor(shape.cols, lanes, power_of_two=True)
+        and shape.cols % (tile.reg * tile.vec) == 0
+        and (shape.rows or 1) % tile.rows == 0
+    )
+
+
+def tile_candidates(shape: MacShape, lanes: int) -> list[Tile]:
+    """The tiles worth measuring for ``shape``: every row count dividing the rows and register
+    count dividing the columns that uses between a third of and all the accumulator
+    registers, in both loop orders; the default tile first."""
+    vec = _divisor(shape.cols, lanes, power_of_two=True)
+    budget = _ACC_REGISTERS.get(lanes, 12)
+    rows = shape.rows or 1
+    row_options = [r for r in range(1, min(rows, budget) + 1) if rows % r == 0]
+    regs = [r for r in (1, 2, 3, 4, 6, 8) if shape.cols % (r * vec) == 0]
+    fits = [(r, g) for r in row_options for g in regs if r * g <= budget]
+    best = max(r * g for r, g in fits)
+    chosen = [(r, g) for r, g in fits if r * g * 3 >= min(best, budget)]
+    default = default_tile(shape, lanes)
+    tiles = [Tile(r, g, vec, order) for r, g in chosen for order in (False, True)]
+    return [default] + [t for t in tiles if t != default]
+
+
 def _elements(expr) -> int:
     """Elements of the buffer ``expr`` loads from (0 when it is not a plain load)."""
     from tvm import ir
@@ -439,21 +594,18 @@ def _elements(expr) -> int:
     return math.prod(_int(d) or 1 for d in expr.source.ty.shape)
 
 
-def _tile_mac(sch, mac, epilogue, lanes: int, pack: bool):
+def _tile_mac(sch, mac, epilogue, lanes: int, pack: bool, tiles: Mapping[str, Tile] | None = None):
     from tvm import tirx
 
     stmt = sch.get(mac)
     nspatial = sum(iv.iter_type == tirx.IterVar.DataPar for iv in stmt.iter_vars)
     loops = sch.get_loops(mac)
     spatial, reduction = loops[:nspatial], loops[nspatial:]
-    cols = _int(sch.get(spatial[-1]).extent)
-    rows = _int(sch.get(spatial[-2]).extent)
-    if cols is None:
-        raise _NotTiled()
+    shape = mac_shape(sch, mac)
+    tile = (tiles or {}).get(shape.key())
+    if tile is None or not tile_fits(tile, shape, lanes):
+        tile = default_tile(shape, lanes)
     term = stmt.body.value.b
-    data, weight = _elements(term.a), _elements(term.b)
-    outer = math.prod(_int(sch.get(lp).extent) or 1 for lp in spatial[:-2])
-    tile = choose_tile(rows, cols, lanes, outer, weight, data)
     c_o, c_r, c_v = sch.split(spatial[-1], [None, tile.reg, tile.vec])
     r_o, r_i = sch.split(spatial[-2], [None, tile.rows])
     outer_loops = [*spatial[:-2], r_o]
@@ -577,4 +729,57 @@ def schedule_elementwise(func, lanes: int):
             _parallel_vectorize(sch, b, lanes)
         except s_tir.ScheduleError:
             return None
+    return sch
+
+
+def schedule_rows(func, lanes: int):
+    """Softmax and layer norm over the last axis: the whole function one row at a time.
+
+    Their blocks (row max, exp, row sum, normalise; or mean, variance, normalise)
+    share the leading "row" axes and loop over the last one. The elementwise rule
+    ran each block over the whole tensor in turn, with the exp inlined twice, so
+    every pass re-read the tensor from memory and the polynomial exp ran twice.
+    Here one parallel loop walks the rows and every block runs inside it on that
+    row; row-sized intermediates (the exps) are local, computed once and still
+    in L1 for the next block. None when ``func`` is not of that shape.
+    """
+    from tvm import s_tir, tirx
+
+    sch = s_tir.Schedule(func)
+    if not _has_root(sch):
+        return None
+    blocks = sch.get_child_blocks(sch.get_sblock("root"))
+    stmts = [sch.get(b) for b in blocks]
+    last = stmts[-1]
+    nrow = len(last.iter_vars) - 1
+    if (
+        len(blocks) < 2
+        or nrow < 1
+        or any(iv.iter_type != tirx.IterVar.DataPar for iv in last.iter_vars)
+        or not any(s.iter_vars[-1].iter_type == tirx.IterVar.CommReduce for s in stmts)
+    ):
+        return None
+    rows = [str(iv.dom.extent) for iv in last.iter_vars[:nrow]]
+    for stmt in stmts:
+        if len(stmt.iter_vars) not in (nrow, nrow + 1) or [str(iv.dom.extent) for iv in stmt.iter_vars[:nrow]] != rows:
+            return None
+        if any(iv.iter_type != tirx.IterVar.DataPar for iv in stmt.iter_vars[:nrow]):
+            return None
+    width = _int(last.iter_vars[-1].dom.extent)
+    try:
+        loops = sch.get_loops(blocks[-1])
+        row = sch.fuse(*loops[:nrow]) if nrow > 1 else loops[0]
+        sch.parallel(row)
+        for b in reversed(blocks[:-1]):
+            sch.compute_at(b, row)
+        for b in blocks[:-1]:
+            if len(sch.get(b).iter_vars) == nrow + 1 and sch.get(b).iter_vars[-1].iter_type == tirx.IterVar.DataPar:
+                sch.set_scope(b, 0, "local")
+        if width is not None and width % lanes == 0:
+            for b in blocks:
+                stmt = sch.get(b)
+                if len(stmt.iter_vars) == nrow + 1 and stmt.iter_vars[-1].iter_type == tirx.IterVar.DataPar:
+                    sch.vectorize(sch.split(sch.get_loops(b)[-1], [None, lanes])[-1])
+    except s_tir.ScheduleError:
+        return None
     return sch

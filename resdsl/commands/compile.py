@@ -6,6 +6,8 @@ import argparse
 import os
 import time
 
+from resdsl.errors import ResdslError
+
 from . import add_model_args, add_pass_args, compile_request
 
 
@@ -17,8 +19,22 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="artifact path (.onnx, or .so for TVM)")
     p.add_argument("--arch", default="sm_90", help="CUDA architecture for --target cuda (default sm_90)")
     p.add_argument("--batch", type=int, help="fix the batch size (TVM); default: symbolic")
+    p.add_argument(
+        "--mcpu", metavar="CPU", help="build for this CPU family (llvm; LLVM's name, e.g. x86-64-v3); default: this one"
+    )
     p.add_argument("--weights", metavar="FILE", help="load parameters from .safetensors, .npz or .pt")
-    p.add_argument("--db", metavar="DIR", help="MetaSchedule database to apply (TVM targets)")
+    p.add_argument(
+        "--db", metavar="PATH", help="tuned kernels to apply (TVM): a tile book (.json) or a MetaSchedule directory"
+    )
+    p.add_argument(
+        "--no-winograd",
+        dest="winograd",
+        action="store_false",
+        help="keep every 3x3 conv direct (llvm; by default Winograd where it pays)",
+    )
+    p.add_argument(
+        "--no-tophub", dest="tophub", action="store_false", help="do not apply the tile book shipped for this CPU"
+    )
     p.add_argument("--verbose", action="store_true", help="print the pass table")
     p.add_argument("--dump-after", metavar="PASS|all", help="dump the graph after a pass (text and DOT)")
     p.add_argument("--dump-dir", default="resdsl-dump", metavar="DIR", help="where --dump-after writes")
@@ -30,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     from resdsl.driver import build_graph
 
     target = resolve_target(args.target)
+    if args.mcpu is not None and target.name != "llvm":
+        raise ResdslError("--mcpu is for the llvm target", hint="drop --mcpu, or use --target llvm")
     req = compile_request(
         args, verify=True, dump_after=args.dump_after, dump_dir=args.dump_dir if args.dump_after else None
     )
@@ -38,7 +56,14 @@ def run(args: argparse.Namespace) -> int:
     if args.verbose:
         print(pipeline.table())
     options = EmitOptions(
-        target=target.name, arch=args.arch, batch=args.batch, db=args.db, provenance=graph.meta["provenance"]
+        target=target.name,
+        arch=args.arch,
+        batch=args.batch,
+        db=args.db,
+        tophub=args.tophub,
+        mcpu=args.mcpu,
+        winograd=args.winograd,
+        provenance=graph.meta["provenance"],
     )
     files = emit(graph, args.output, options)
     elapsed = time.perf_counter() - t0

@@ -1,4 +1,9 @@
-"""``resdsl tune``: MetaSchedule-tune a model's kernels into a database that ``compile --db`` reuses."""
+"""``resdsl tune``: measure a model's kernels into a tile book or a MetaSchedule database that
+``compile --db`` reuses.
+
+Two methods: ``tiles`` (the default on the CPU) searches resdsl's own register tiles,
+minutes for a ResNet; ``metaschedule`` runs TVM's search (slow on few cores, and the
+only one for cuda)."""
 
 from __future__ import annotations
 
@@ -10,15 +15,27 @@ from . import add_model_args, add_pass_args, compile_request
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("tune", help="tune a model's TVM kernels with MetaSchedule into a reusable database")
+    p = sub.add_parser("tune", help="tune a model's TVM kernels into a tile book or a MetaSchedule database")
     add_model_args(p)
     add_pass_args(p)
     p.add_argument("--target", default="llvm", help="llvm (cpu) or cuda (default llvm)")
     p.add_argument("--arch", default="sm_90", help="CUDA architecture for --target cuda (default sm_90)")
     p.add_argument(
-        "--trials", type=int, required=True, metavar="N", help="measured candidates in all, over all kernels"
+        "--method",
+        choices=["tiles", "metaschedule"],
+        help="tiles: resdsl's register tiles (llvm, the default there); metaschedule: TVM's search (cuda default)",
     )
-    p.add_argument("--db", default="resdsl-tune", metavar="DIR", help="database directory (default resdsl-tune)")
+    p.add_argument(
+        "--trials",
+        type=int,
+        metavar="N",
+        help="metaschedule: measured candidates in all (required); tiles: at most N tiles a kernel",
+    )
+    p.add_argument(
+        "--db",
+        metavar="PATH",
+        help="tile book to extend (default resdsl-tiles.json) or MetaSchedule directory (default resdsl-tune)",
+    )
     p.add_argument("--batch", type=int, default=1, help="batch size to tune for (default 1); compile with the same")
     p.add_argument("--weights", metavar="FILE", help="load parameters from .safetensors, .npz or .pt")
     p.set_defaults(func=run)
@@ -36,13 +53,47 @@ def run(args: argparse.Namespace) -> int:
         raise ResdslError(f"only TVM targets can be tuned, not {target.name!r}", hint="use --target llvm or cuda")
     if args.batch < 1:
         raise ResdslError(f"--batch must be a positive integer, got {args.batch}")
+    method = args.method or ("tiles" if target.name == "llvm" else "metaschedule")
+    if method == "tiles" and target.name != "llvm":
+        raise ResdslError("tile search is for the CPU", hint="use --method metaschedule for cuda")
+    if method == "metaschedule" and args.trials is None:
+        raise ResdslError("--method metaschedule needs --trials N", hint="e.g. --trials 200")
+    if args.trials is not None and args.trials < (1 if method == "tiles" else 0):
+        raise ResdslError(f"--trials must be positive, got {args.trials}")
     req = compile_request(args, verify=True)
     graph, _ = build_graph(req)
     tdict = llvm_target() if target.name == "llvm" else target_dict(EmitOptions(target="cuda", arch=args.arch))
-    report = tune(graph, tdict, args.trials, args.db, batch=args.batch)
+    if method == "tiles":
+        return _tiles(args, graph, tdict)
+    db = args.db or "resdsl-tune"
+    report = tune(graph, tdict, args.trials, db, batch=args.batch)
     print(report.table())
     print(
         f"tuned {len(report.tasks)} kernels in {report.seconds:.0f} s; "
-        f"apply with: resdsl compile {args.model_file} --target {target.name} --batch {args.batch} --db {args.db}"
+        f"apply with: resdsl compile {args.model_file} --target {target.name} --batch {args.batch} --db {db}"
     )
+    return 0
+
+
+def _tiles(args: argparse.Namespace, graph, tdict) -> int:
+    import sys
+    import time
+
+    from resdsl.backends.tvm_tiles import search_tiles
+
+    db = args.db or "resdsl-tiles.json"
+    if not db.endswith(".json"):
+        raise ResdslError(f"a tile book is a .json file, not {db!r}", hint="e.g. --db tiles.json")
+    t0 = time.perf_counter()
+    book, results = search_tiles(
+        graph, tdict, db, batch=args.batch, max_candidates=args.trials, progress=lambda m: print(m, file=sys.stderr)
+    )
+    kept = sum(r.kept for r in results)
+    before = sum(r.calls * r.default_ms for r in results)
+    after = sum(r.calls * (r.best_ms if r.kept else r.default_ms) for r in results)
+    print(
+        f"{len(results)} kernels searched in {time.perf_counter() - t0:.0f} s: {kept} got a better tile; "
+        f"kernel time {before:.2f} -> {after:.2f} ms a run (x{before / after:.2f}); {db} holds {len(book.records)}"
+    )
+    print(f"apply with: resdsl compile {args.model_file} --target llvm --db {db}")
     return 0
