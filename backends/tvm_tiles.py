@@ -36,6 +36,7 @@ from .tvm_schedule import Tile, default_tile, kernel_shape, lanes_of, schedule_k
 
 FORMAT = "resdsl-tiles/1"
 MIN_GAIN = 0.03  # a tile must be 3% faster than the rule's to be recorded
+MIN_MS = 0.01  # kernels faster than this are left to the rule: their timings are mostly noise
 FINALISTS = 3  # candidates measured again against the rule's tile
 
 
@@ -64,7 +65,7 @@ class TileBook:
             "lanes": self.lanes,
             "models": self.models,
             "records": {
-                key: {**asdict(r.tile), "ms": round(r.ms, 4), "default_ms": round(r.default_ms, 4), "kernel": r.kernel}
+                key: {**asdict(r.tile), "ms": round(r.ms, 6), "default_ms": round(r.default_ms, 6), "kernel": r.kernel}
                 for key, r in sorted(self.records.items())
             },
         }
@@ -153,7 +154,7 @@ class KernelResult:
 
     @property
     def kept(self) -> bool:
-        return self.best_ms < self.default_ms * (1 - MIN_GAIN)
+        return self.default_ms >= MIN_MS and self.best_ms < self.default_ms * (1 - MIN_GAIN)
 
 
 def search_tiles(
@@ -196,6 +197,8 @@ def search_tiles(
     results = []
     for i, (name, shape, func, calls) in enumerate(kernels.values(), 1):
         result = _search_kernel(name, calls, func, shape, target, lanes, max_candidates)
+        if result is None:
+            continue
         results.append(result)
         if searched is not None:
             searched.add(result.key)
@@ -216,8 +219,9 @@ def _describe(tile: Tile) -> str:
     return f"{tile.rows}x{tile.reg}x{tile.vec}{' channels-outer' if tile.channels_outer else ''}"
 
 
-def _search_kernel(name, calls, func, shape, target, lanes, max_candidates) -> KernelResult:
-    """Time every candidate once, then the fastest few again interleaved with the rule's tile."""
+def _search_kernel(name, calls, func, shape, target, lanes, max_candidates) -> KernelResult | None:
+    """Time every candidate once, then the fastest few again interleaved with the rule's tile;
+    None when ``schedule_kernel`` does not take the function after all."""
     candidates = tile_candidates(shape, lanes)[: max_candidates or None]
     default = default_tile(shape, lanes)
     timers = {}
@@ -225,8 +229,8 @@ def _search_kernel(name, calls, func, shape, target, lanes, max_candidates) -> K
         timer = _timer(func, {shape.key(): tile}, target, lanes)
         if timer is not None:
             timers[tile] = timer
-    if default not in timers:
-        raise ResdslError(f"kernel {name} cannot be built with resdsl's own tile")
+    if default not in timers:  # a reduction of products that is no kernel (layer norm's variance)
+        return None
     first = {tile: timer() for tile, timer in timers.items()}
     finalists = sorted(first, key=first.get)[:FINALISTS]
     finalists = [default] + [t for t in finalists if t != default]
@@ -240,6 +244,8 @@ def _search_kernel(name, calls, func, shape, target, lanes, max_candidates) -> K
     for r in shape.reduction:
         flops *= r if isinstance(r, int) else 1
     kept_ms = medians[best] if medians[best] < medians[default] * (1 - MIN_GAIN) else medians[default]
+    if medians[default] < MIN_MS:
+        kept_ms = medians[default]
     return KernelResult(
         name, shape.key(), calls, len(timers), medians[default], medians[best], best, flops / kept_ms / 1e6
     )
