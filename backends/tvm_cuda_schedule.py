@@ -102,21 +102,32 @@ def choose_tile(m: int | None, n: int, batch: int = 1) -> GemmTile:
 # ---------------------------------------------------------------- the schedule
 
 
-def schedule_gemm(func, bind: bool = True):
-    """The implicit-GEMM schedule of ``func``, or None when it is not one multiply-accumulate
-    reduction with elementwise producers and consumers."""
+def _single_reduction(func):
+    """``(schedule, its one reduction block)``, or None (no root block: already lowered; or
+    not exactly one reduction among spatial blocks)."""
     from tvm import s_tir
     from tvm.s_tir.dlight.gpu import matmul as dm
 
     sch = s_tir.Schedule(func)
     try:
         blocks = sch.get_child_blocks(sch.get_sblock("root"))
-    except Exception:  # no root block: already lowered
+    except Exception:
         return None
     reductions = dm.get_reduction_blocks(sch, blocks)
-    if reductions is None:
+    if reductions is None or len(reductions) != 1:
         return None
-    (main,) = reductions
+    return sch, reductions[0]
+
+
+def schedule_gemm(func, bind: bool = True):
+    """The implicit-GEMM schedule of ``func``, or None when it is not one multiply-accumulate
+    reduction with elementwise producers and consumers."""
+    from tvm.s_tir.dlight.gpu import matmul as dm
+
+    found = _single_reduction(func)
+    if found is None:
+        return None
+    sch, main = found
     stmt = sch.get(main)
     if mac_reduction(sch, main) is not None or dm.get_index_map(stmt) is None:
         return None
@@ -298,18 +309,13 @@ def schedule_direct_conv(func, bind: bool = True):
     give it ``GeneralReduction``, built for long rows (softmax, norms): a thread block
     per output, reducing 36 products across 256 threads.
     """
-    from tvm import s_tir, tirx
+    from tvm import tirx
     from tvm.s_tir.dlight.gpu import matmul as dm
 
-    sch = s_tir.Schedule(func)
-    try:
-        blocks = sch.get_child_blocks(sch.get_sblock("root"))
-    except Exception:  # no root block: already lowered
+    found = _single_reduction(func)
+    if found is None:
         return None
-    reductions = dm.get_reduction_blocks(sch, blocks)
-    if reductions is None:
-        return None
-    (main,) = reductions
+    sch, main = found
     stmt = sch.get(main)
     if mac_reduction(sch, main) is not None or not _sliding_window(stmt):
         return None
@@ -410,15 +416,3 @@ def _annotation(sch) -> str:
 
 def _tile_note(block) -> list[str]:
     return [str(block.annotations[RULE_ATTR])] if RULE_ATTR in block.annotations else []
-
-
-def fused_module(graph, target, batch: int | None = None):
-    """``graph`` lowered and fused as the CUDA pipeline fuses it, before any schedule: what
-    ``cuda_schedule_report`` and ``schedule_gemm`` take."""
-    import tvm
-
-    from .tvm_lower import lower
-    from .tvm_schedule import fused_passes
-
-    with target, tvm.transform.PassContext(opt_level=3):
-        return tvm.transform.Sequential(fused_passes(target))(lower(graph, batch))

@@ -209,6 +209,17 @@ def fused_passes(target, winograd: bool = True) -> list:
     )
 
 
+def fused_module(graph, target, batch: int | None = None, winograd: bool = True):
+    """``graph`` lowered and fused as the pipeline fuses it, before any schedule: what tuning
+    extracts its tasks from and what the rules take (``fused_passes``)."""
+    import tvm
+
+    from .tvm_lower import lower
+
+    with target, tvm.transform.PassContext(opt_level=3):
+        return tvm.transform.Sequential(fused_passes(target, winograd))(lower(graph, batch))
+
+
 def schedule_passes(
     target, db: str | None = None, tiles: Mapping[str, Tile] | None = None, cuda_rules: bool = True
 ) -> list:

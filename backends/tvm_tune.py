@@ -24,8 +24,8 @@ from typing import Any
 from resdsl.errors import ResdslError
 from resdsl.ir import Graph
 
-from .tvm_lower import lower, tvm_error_line
-from .tvm_schedule import cpu_rules, fused_passes, lanes_of
+from .tvm_lower import tvm_error_line
+from .tvm_schedule import cpu_rules, fused_module, lanes_of
 
 BUILD_TIMEOUT_S = 120.0
 RUN_TIMEOUT_S = 60.0
@@ -64,15 +64,6 @@ def check_tuning_deps() -> None:
         raise ResdslError(
             f"tuning needs {', '.join(missing)}", hint="pip install 'resdsl[tune]' (psutil xgboost cloudpickle tornado)"
         )
-
-
-def fused_module(graph: Graph, target, batch: int):
-    """The model's Relax module after FuseTIR, as the compiler sees it before scheduling."""
-    import tvm
-
-    mod = lower(graph, batch)
-    with target:
-        return tvm.transform.Sequential(fused_passes(target))(mod)
 
 
 def extract_tasks(mod, target) -> list:

@@ -75,7 +75,7 @@ def serial_llvm_run(graph: resdsl.Graph, batch: int | None, feeds: dict) -> tupl
     from tvm import relax
 
     target = cuda_target()
-    mod = cs.fused_module(graph, target, batch)
+    mod = tvm_schedule.fused_module(graph, target, batch)
     scheduled = 0
     with target:
         for gv, func in mod.functions_items():
@@ -179,7 +179,7 @@ def _unit_rows(func) -> bool:
 def test_every_conv_and_matmul_is_taken_by_the_rule(model, batch):
     graph = _resnet18() if model == "resnet18" else _vit()
     target = cuda_target()
-    mod = cs.fused_module(graph, target, batch)
+    mod = tvm_schedule.fused_module(graph, target, batch)
     report = cs.cuda_schedule_report(mod, target)
     macs = {name for name in report if "conv2d" in name or "matmul" in name}
     assert any("conv2d" in name for name in macs) and any("matmul" in name for name in macs)
@@ -196,7 +196,7 @@ def test_grouped_convolution_gets_the_direct_schedule(case):
     """No single GEMM: one output a thread (not DLight's GeneralReduction), same numbers."""
     graph = single_op(*case[1:])
     target = cuda_target()
-    report = cs.cuda_schedule_report(cs.fused_module(graph, target, 2), target)
+    report = cs.cuda_schedule_report(tvm_schedule.fused_module(graph, target, 2), target)
     assert [v for k, v in report.items() if "conv" in k] == [f"direct_conv {cs.DIRECT_THREADS} threads"]
     feeds, want = interpret_random(graph, batch=2)
     got, scheduled = serial_llvm_run(graph, 2, feeds)

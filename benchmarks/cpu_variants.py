@@ -1,0 +1,108 @@
+"""What each CPU optimisation buys, end to end: ONNX Runtime against resdsl's llvm module with
+direct convolutions, with Winograd, and with Winograd and the shipped tile book (what
+``resdsl compile --target llvm`` builds), in one process on one input.
+
+    .venv/bin/python benchmarks/cpu_variants.py --model resnet50 [--rounds 16] [--reps 6]
+
+Each round runs every variant in a block of its own (warm-up, then ``--reps`` timed runs,
+their median), in a shuffled order, after a pause: both runtimes' worker threads spin
+after a run and would steal each other's cores. The figure to read is the median over
+rounds of each round's ratio to ORT: on a shared machine the absolute times move by
+2x from minute to minute, a ratio taken within a round much less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="resnet50", help="resnet18, resnet50, ... or vit")
+    ap.add_argument("--image-size", type=int, default=224)
+    ap.add_argument("--rounds", type=int, default=16)
+    ap.add_argument("--reps", type=int, default=6)
+    ap.add_argument("--settle", type=float, default=0.2)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    args = ap.parse_args()
+    os.environ["TVM_NUM_THREADS"] = str(args.threads)  # TVM's default counts physical cores only
+
+    import onnxruntime as ort
+    import tvm
+    from resdsl.backends import EmitOptions, emit, tvm_schedule
+    from resdsl.backends.tvm_build import tile_books
+    from resdsl.backends.tvm_lower import lower
+    from resdsl.backends.tvm_tiles import merged_tiles
+    from tvm import relax
+
+    import resdsl
+    from resdsl.driver import CompileRequest, build_graph
+    from resdsl.numerics import max_rel_error
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    example = "transformer.py" if args.model == "vit" else "resnet.py"
+    kwargs = {} if args.model == "vit" else {"image_size": args.image_size}
+    graph, _ = build_graph(CompileRequest(os.path.join(here, "..", "examples", example), args.model, kwargs))
+    feeds = resdsl.random_inputs(graph, 1, 0)
+    want = next(iter(resdsl.interpret(graph, feeds).values()))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "m.onnx")
+        emit(graph, path, EmitOptions(target="onnx"))
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = args.threads
+        sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    runs = {"ORT": lambda: sess.run(None, feeds)}
+    print(f"{args.model} batch 1, {args.threads} threads, cpu {tvm_schedule.host_cpu()}")
+    print(f"{'ORT':<28} max_rel_error {max_rel_error(sess.run(None, feeds)[0], want):.1e}")
+    tdict = tvm_schedule.llvm_target()
+    target = tvm.target.Target(tdict)
+    book = merged_tiles(tile_books(tdict, None))
+    variants = {
+        "resdsl direct": (False, None),
+        "resdsl winograd": (True, None),
+        "resdsl winograd + tile book": (True, book),
+    }
+    for name, (winograd, tiles) in variants.items():
+        t0 = time.perf_counter()
+        with tvm.transform.PassContext(opt_level=3):
+            pipeline = tvm_schedule.pipeline(target, tiles=tiles, winograd=winograd)
+            ex = tvm.compile(lower(graph, 1), target, relax_pipeline=pipeline)
+        vm = relax.VirtualMachine(ex, tvm.cpu())
+        x = [tvm.runtime.tensor(v) for v in feeds.values()]
+        err = max_rel_error(vm["main"](*x)[0].numpy(), want)
+        print(f"{name:<28} max_rel_error {err:.1e}, compile {time.perf_counter() - t0:.1f} s")
+        runs[name] = lambda vm=vm, x=x: vm["main"](*x)
+    blocks: dict[str, list[float]] = {k: [] for k in runs}
+    order = list(runs)
+    for _ in range(args.rounds):
+        random.shuffle(order)
+        for name in order:
+            fn = runs[name]
+            time.sleep(args.settle)
+            fn()
+            ts = []
+            for _ in range(args.reps):
+                t = time.perf_counter()
+                fn()
+                ts.append(time.perf_counter() - t)
+            blocks[name].append(float(np.median(ts)))
+    ort = np.array(blocks["ORT"])
+    print(f"{'':<28} {'median ms':>9}  {'/ORT, median of rounds':>22}  (p25..p75)")
+    for name, b in blocks.items():
+        r = np.array(b) / ort
+        print(
+            f"{name:<28} {1e3 * np.median(b):9.2f}  {np.median(r):22.2f}  "
+            f"({np.percentile(r, 25):.2f}..{np.percentile(r, 75):.2f})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
