@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     print(report.table())
     print(
         f"tuned {len(report.tasks)} kernels in {report.seconds:.0f} s; "
-        f"apply with: resdsl compile {args.model_file} --target {target.name} --batch {args.batch} --db {db}"
+        f"apply with: resdsl compile {_model(args)} --target {target.name} --batch {args.batch} --db {db}"
     )
     return 0
 
@@ -95,5 +95,9 @@ def _tiles(args: argparse.Namespace, graph, tdict) -> int:
         f"{len(results)} kernels searched in {time.perf_counter() - t0:.0f} s: {kept} got a better tile; "
         f"kernel time {before:.2f} -> {after:.2f} ms a run (x{before / after:.2f}); {db} holds {len(book.records)}"
     )
-    print(f"apply with: resdsl compile {args.model_file} --target llvm --db {db}")
+    print(f"apply with: resdsl compile {_model(args)} --target llvm --db {db}")
     return 0
+
+
+def _model(args: argparse.Namespace) -> str:
+    return args.model_file + (f" --model {args.model}" if args.model else "")
