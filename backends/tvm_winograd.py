@@ -26,7 +26,7 @@ weights it packs at compile time; the output transform is a plain injective TE
 function, so FuseOps fuses the conv's epilogue (bias, residual add, relu) into it
 and the Elementwise rule vectorises the result over output channels. Tiles that
 run past an odd output size (7x7 with m = 4) read zero padding and are cropped by
-the output transform. ``use_winograd`` picks m (2 or 4) per shape, or declines.
+the output transform. ``use_winograd`` picks m per shape (today F(4, 3) or none).
 
 It runs after ``ConvertLayout`` (NHWC activations, HWIO weights) and a
 ``FoldConstant`` that turns the weight's permutation into a constant.
