@@ -166,24 +166,27 @@ def fast_math_passes() -> list:
                 primfunc_name_hint="gelu",
             )
 
-    @tvm_module_pass("ResdslExpandGelu")
-    def expand_gelu(mod, _ctx):
-        mutator = _ExpandGelu(mod)
-        for gv, func in mod.functions_items():
-            if isinstance(func, relax.Function):
-                mutator.builder_.update_func(gv, mutator.visit_expr(func))
-        return mutator.builder_.get()
-
-    return [expand_gelu, relax.transform.FastMathTransform()]
+    return [mutator_pass("ResdslExpandGelu", _ExpandGelu), relax.transform.FastMathTransform()]
 
 
 SQRT1_2 = 0.7071067811865476
 
 
-def tvm_module_pass(name: str):
+def mutator_pass(name: str, mutator_class):
+    """A module pass that runs ``mutator_class`` (a Relax ``PyExprMutator``) over every Relax
+    function of the module; the functions it adds (``call_te``) come with the result."""
     import tvm
+    from tvm import relax
 
-    return tvm.transform.module_pass(opt_level=0, name=name)
+    @tvm.transform.module_pass(opt_level=0, name=name)
+    def run(mod, _ctx):
+        mutator = mutator_class(mod)
+        for gv, func in mod.functions_items():
+            if isinstance(func, relax.Function):
+                mutator.builder_.update_func(gv, mutator.visit_expr(func))
+        return mutator.builder_.get()
+
+    return run
 
 
 def fused_passes(target, winograd: bool = True) -> list:

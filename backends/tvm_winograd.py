@@ -320,9 +320,10 @@ def winograd_passes(target, enabled: bool = True) -> list:
 
 
 def _rewrite_pass(lanes: int):
-    import tvm
     from tvm import relax
     from tvm.relax import PyExprMutator, expr_functor
+
+    from .tvm_schedule import mutator_pass
 
     @expr_functor.mutator
     class _Winograd(PyExprMutator):
@@ -353,12 +354,4 @@ def _rewrite_pass(lanes: int):
             if func.attrs is None or "tirx.is_scheduled" not in func.attrs:
                 self.builder_.update_func(gvar, schedule_input_transform(func, lanes))
 
-    @tvm.transform.module_pass(opt_level=0, name="ResdslWinograd")
-    def winograd(mod, _ctx):
-        mutator = _Winograd(mod)
-        for gv, func in mod.functions_items():
-            if isinstance(func, relax.Function):
-                mutator.builder_.update_func(gv, mutator.visit_expr(func))
-        return mutator.builder_.get()
-
-    return winograd
+    return mutator_pass("ResdslWinograd", _Winograd)

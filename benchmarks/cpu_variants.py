@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -34,30 +32,18 @@ def main() -> int:
     args = ap.parse_args()
     os.environ["TVM_NUM_THREADS"] = str(args.threads)  # TVM's default counts physical cores only
 
-    import onnxruntime as ort
     import tvm
-    from resdsl.backends import EmitOptions, emit, tvm_schedule
+    from cpu_common import block_medians, example_graph, ort_cpu_session
+    from resdsl.backends import tvm_schedule
     from resdsl.backends.tvm_build import tile_books
     from resdsl.backends.tvm_lower import lower
     from resdsl.backends.tvm_tiles import merged_tiles
     from tvm import relax
 
-    import resdsl
-    from resdsl.driver import CompileRequest, build_graph
     from resdsl.numerics import max_rel_error
 
-    here = os.path.dirname(os.path.abspath(__file__))
-    example = "transformer.py" if args.model == "vit" else "resnet.py"
-    kwargs = {} if args.model == "vit" else {"image_size": args.image_size}
-    graph, _ = build_graph(CompileRequest(os.path.join(here, "..", "examples", example), args.model, kwargs))
-    feeds = resdsl.random_inputs(graph, 1, 0)
-    want = next(iter(resdsl.interpret(graph, feeds).values()))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "m.onnx")
-        emit(graph, path, EmitOptions(target="onnx"))
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = args.threads
-        sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    graph, feeds, want = example_graph(args.model, args.image_size)
+    sess = ort_cpu_session(graph, args.threads)
     runs = {"ORT": lambda: sess.run(None, feeds)}
     print(f"{args.model} batch 1, {args.threads} threads, cpu {tvm_schedule.host_cpu()}")
     print(f"{'ORT':<28} max_rel_error {max_rel_error(sess.run(None, feeds)[0], want):.1e}")
@@ -79,20 +65,7 @@ def main() -> int:
         err = max_rel_error(vm["main"](*x)[0].numpy(), want)
         print(f"{name:<28} max_rel_error {err:.1e}, compile {time.perf_counter() - t0:.1f} s")
         runs[name] = lambda vm=vm, x=x: vm["main"](*x)
-    blocks: dict[str, list[float]] = {k: [] for k in runs}
-    order = list(runs)
-    for _ in range(args.rounds):
-        random.shuffle(order)
-        for name in order:
-            fn = runs[name]
-            time.sleep(args.settle)
-            fn()
-            ts = []
-            for _ in range(args.reps):
-                t = time.perf_counter()
-                fn()
-                ts.append(time.perf_counter() - t)
-            blocks[name].append(float(np.median(ts)))
+    blocks = block_medians(runs, args.rounds, args.reps, args.settle)
     ort = np.array(blocks["ORT"])
     print(f"{'':<28} {'median ms':>9}  {'/ORT, median of rounds':>22}  (p25..p75)")
     for name, b in blocks.items():

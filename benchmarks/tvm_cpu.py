@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -43,28 +42,16 @@ def main() -> int:
     args = ap.parse_args()
     os.environ["TVM_NUM_THREADS"] = str(args.threads)
 
-    import onnxruntime as ort
     import tvm
-    from resdsl.backends import EmitOptions, emit, tvm_schedule
+    from cpu_common import example_graph, ort_cpu_session
+    from resdsl.backends import tvm_schedule
     from resdsl.backends.tvm_lower import lower
     from tvm import relax
 
-    import resdsl
-    from resdsl.driver import CompileRequest, build_graph
     from resdsl.numerics import max_rel_error
 
-    here = os.path.dirname(os.path.abspath(__file__))
-    example = "transformer.py" if args.model == "vit" else "resnet.py"
-    req = CompileRequest(os.path.join(here, "..", "examples", example), args.model, {"image_size": args.image_size})
-    graph, _ = build_graph(req)
-    feeds = resdsl.random_inputs(graph, 1, 0)
-    want = next(iter(resdsl.interpret(graph, feeds).values()))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "m.onnx")
-        emit(graph, path, EmitOptions(target="onnx"))
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = args.threads
-        sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    graph, feeds, want = example_graph(args.model, args.image_size)
+    sess = ort_cpu_session(graph, args.threads)
 
     variants = [("tvm default", {"kind": "llvm"}, None, 1)] if args.default else []
     variants.append(("tvm resdsl schedules", tvm_schedule.llvm_target(), tvm_schedule.pipeline, 1))

@@ -28,6 +28,7 @@ def main() -> int:
     os.environ["TVM_NUM_THREADS"] = str(args.threads)  # TVM's default counts physical cores only
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
     import tvm
+    from cpu_common import block_medians
     from helpers import single_op
     from resdsl.backends import tvm_schedule, tvm_winograd
     from resdsl.backends.tvm_lower import lower
@@ -62,17 +63,8 @@ def main() -> int:
             x = [tvm.runtime.tensor(v) for v in feeds.values()]
             errs.append(max_rel_error(vm["main"](*x)[0].numpy(), want))
             fns.append(lambda vm=vm, x=x: vm["main"](*x))
-        blocks = [[], []]
-        for _ in range(args.blocks):
-            for k, fn in enumerate(fns):
-                fn()
-                ts = []
-                for _ in range(args.reps):
-                    t = time.perf_counter()
-                    fn()
-                    ts.append(time.perf_counter() - t)
-                blocks[k].append(float(np.median(ts)))
-        d, w = (1e3 * float(np.median(b)) for b in blocks)
+        blocks = block_medians(dict(enumerate(fns)), args.blocks, args.reps, shuffle=False)
+        d, w = (1e3 * float(np.median(b)) for b in blocks.values())
         print(
             f"{size}x{size}, {cin}->{cout}, m={args.m or rule(tvm_winograd.ConvShape(size, size, cin, cout))}".ljust(26)
             + f"{d:10.3f}{w:12.3f}{w / d:7.2f}  {errs[0]:.1e} / {errs[1]:.1e}   {secs[0]:.1f} / {secs[1]:.1f}"
