@@ -18,14 +18,11 @@ import numpy as np
 from resdsl.atomic import atomic_path
 from resdsl.errors import ResdslError
 from resdsl.ir import Graph, Node
+from resdsl.shapes import pair
 
 OPSET = 20  # Gelu needs 20
 IR_VERSION = 9  # the IR version that goes with opset 20
 ORT_DOMAIN = "com.microsoft"
-
-
-def _pair(v) -> list[int]:
-    return [v, v] if isinstance(v, int) else [int(i) for i in v]
 
 
 class _Emitter:
@@ -53,12 +50,12 @@ class _Emitter:
 
 
 def _conv_attrs(node: Node, weight_shape) -> dict:
-    ph, pw = _pair(node.attrs["padding"])
+    ph, pw = list(pair(node.attrs["padding"]))
     return {
         "kernel_shape": list(weight_shape[2:]),
-        "strides": _pair(node.attrs["stride"]),
+        "strides": list(pair(node.attrs["stride"])),
         "pads": [ph, pw, ph, pw],
-        "dilations": _pair(node.attrs["dilation"]),
+        "dilations": list(pair(node.attrs["dilation"])),
         "group": int(node.attrs["groups"]),
     }
 
@@ -92,8 +89,8 @@ def _linear(e: _Emitter, n: Node, ins: list[str]) -> str:
 
 def _pool(kind: str) -> Callable:
     def lower(e: _Emitter, n: Node, ins: list[str]) -> str:
-        k = _pair(n.attrs["kernel"])
-        ph, pw = _pair(n.attrs["padding"])
+        k = list(pair(n.attrs["kernel"]))
+        ph, pw = list(pair(n.attrs["padding"]))
         extra = {"count_include_pad": 1} if kind == "AveragePool" else {}
         return e.node(
             kind,
@@ -101,7 +98,7 @@ def _pool(kind: str) -> Callable:
             n.name,
             n.name,
             kernel_shape=k,
-            strides=_pair(n.attrs["stride"] or n.attrs["kernel"]),
+            strides=list(pair(n.attrs["stride"] or n.attrs["kernel"])),
             pads=[ph, pw, ph, pw],
             **extra,
         )

@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from resdsl.errors import ResdslError
 from resdsl.ir import Graph, Node
-from resdsl.shapes import BATCH
+from resdsl.shapes import BATCH, pair
 
 # A lowering gets the context, the node and the Relax values of its inputs, and
 # returns the Relax expression of its result (emitted by ``lower``).
@@ -86,22 +86,18 @@ def _ident(name: str) -> str:
     return text if text and not text[0].isdigit() else "v_" + text
 
 
-def _pair(v) -> tuple[int, int]:
-    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
-
-
 # ---------------------------------------------------------------- convolution
 
 
 def _conv(cx: Lowerer, node: Node, x, w, b):
     a = node.attrs
-    ph, pw = _pair(a["padding"])
+    ph, pw = pair(a["padding"])
     y = cx.op.nn.conv2d(
         x,
         w,
-        strides=_pair(a["stride"]),
+        strides=pair(a["stride"]),
         padding=(ph, pw, ph, pw),
-        dilation=_pair(a["dilation"]),
+        dilation=pair(a["dilation"]),
         groups=int(a["groups"]),
     )
     if b is not None:
@@ -187,9 +183,9 @@ def _identity(cx: Lowerer, node: Node, args: list):
 
 def _pool_attrs(node: Node) -> dict:
     a = node.attrs
-    kernel = _pair(a["kernel"])
-    ph, pw = _pair(a["padding"])
-    return {"pool_size": kernel, "strides": _pair(a["stride"] or a["kernel"]), "padding": (ph, pw, ph, pw)}
+    kernel = pair(a["kernel"])
+    ph, pw = pair(a["padding"])
+    return {"pool_size": kernel, "strides": pair(a["stride"] or a["kernel"]), "padding": (ph, pw, ph, pw)}
 
 
 @lowering("max_pool2d")

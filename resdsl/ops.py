@@ -12,18 +12,16 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .registry import REQUIRED, ShapeError, register
-from .shapes import Shape, broadcast, fmt
+from .shapes import Shape, broadcast, fmt, pair
 
 ACTIVATIONS = ("none", "relu", "sigmoid")
 
 
 def _pair(v) -> tuple[int, int]:
-    if isinstance(v, int):
-        return (v, v)
-    v = tuple(int(i) for i in v)
-    if len(v) != 2:
-        raise ShapeError(f"expected an int or a pair, got {v}")
-    return v
+    try:
+        return pair(v)
+    except (TypeError, ValueError) as e:
+        raise ShapeError(str(e)) from None
 
 
 def _rank(shape: Shape, rank: int, what: str) -> None:

@@ -41,3 +41,13 @@ def numel(shape: Shape, batch: int = 1) -> int:
 
 def concrete(shape: Shape, batch: int) -> tuple[int, ...]:
     return tuple(batch if isinstance(d, str) else d for d in shape)
+
+
+def pair(v) -> tuple[int, int]:
+    """An int or a 2-sequence as ``(h, w)``: the one reading of kernel, stride, padding and dilation."""
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return (int(v), int(v))
+    v = tuple(int(i) for i in v)
+    if len(v) != 2:
+        raise ValueError(f"expected an int or a pair, got {v}")
+    return v
