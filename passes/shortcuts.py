@@ -19,8 +19,8 @@ import numpy as np
 
 from resdsl import residual
 from resdsl.errors import ResdslError
+from resdsl.init import he_normal
 from resdsl.ir import BUFFER, WEIGHT, Graph
-from resdsl.nn import he_normal
 from resdsl.shapes import broadcast, fmt
 
 from .manager import PassOptions, PassResult, register_pass

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from . import nn, ops  # noqa: F401  (ops registers the op definitions)
+from . import nn, ops, weights  # noqa: F401  (ops registers the op definitions, weights the checkpoint reader)
+from .driver import canonical, load
 from .errors import ResdslError, SourceLoc
 from .interpreter import interpret, random_inputs
 from .ir import Graph, Node
-from .loader import load, load_models
+from .loader import load_models
 from .model import Model, model
 from .numerics import max_rel_error
 
@@ -18,6 +19,7 @@ __all__ = [
     "Node",
     "ResdslError",
     "SourceLoc",
+    "canonical",
     "interpret",
     "load",
     "load_models",

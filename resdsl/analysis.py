@@ -93,32 +93,17 @@ def _std(value: np.ndarray) -> float:
         return float(np.std(value, dtype=np.float64))
 
 
-def signal_propagation(
-    raw: Graph,
-    residual_scale: str | None = None,
-    shortcut: str | None = None,
-    batch: int = 2,
-    seed: int = 0,
-) -> list[BlockStats]:
-    """Run ``raw`` (a freshly built graph) at initialisation on random inputs and measure each block.
+def signal_propagation(canonical: Graph, graph: Graph | None = None, batch: int = 2, seed: int = 0) -> list[BlockStats]:
+    """Run ``graph`` at initialisation on random inputs and measure each residual block.
 
-    Residual scaling comes from the ``scale_residuals`` pass via the -O0 pipeline, so what is
-    measured is what the compiler would emit. Joins are found in the unscaled canonical graph
-    and followed by node id (the scaling pass inserts nodes, it does not renumber).
+    ``canonical`` is the model as built (shortcuts inserted, residuals unscaled): its joins say
+    what a block is. ``graph`` is what runs, by default ``canonical`` itself; the driver passes the
+    graph after ``scale_residuals`` so that what is measured is what the compiler would emit.
+    Joins are followed by node id (the scaling pass inserts nodes, it does not renumber), or by
+    name where an id was rewritten.
     """
-    from resdsl.passes import PASSES, PassOptions, pipeline, run_passes
-
-    canonical = run_passes(raw, ["shortcuts"], PassOptions(shortcut=shortcut)).graph
     joins = residual_joins(canonical)
-    graph = canonical
-    if residual_scale:
-        if "scale_residuals" not in PASSES:
-            raise ResdslError(
-                "--residual-scale needs the scale_residuals pass, which this resdsl does not have",
-                hint="run without --residual-scale",
-            )
-        options = PassOptions(shortcut=shortcut, residual_scale=residual_scale)
-        graph = run_passes(raw, pipeline(0, options), options).graph
+    graph = canonical if graph is None else graph
     by_name = {n.name: n.id for n in graph.nodes()}
 
     def locate(nid: int) -> int | None:

@@ -1,4 +1,9 @@
-"""The compile driver: model file -> canonical graph -> passes -> backend artifact."""
+"""The compile driver: model file -> canonical graph -> passes -> backend artifact.
+
+It is the one layer that knows both the front end and the passes, so it owns
+canonicalisation (running the shortcut pass on a freshly built graph): the DSL
+builds raw graphs, the passes rewrite graphs, and neither imports the other.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from typing import Any
 from .errors import ResdslError
 from .ir import Graph
 from .loader import build_model, pick_model
+from .model import Model
 
 
 @dataclass
@@ -26,6 +32,55 @@ class CompileRequest:
     verify: bool = False
     dump_after: str | None = None
     dump_dir: str | None = None
+
+
+def canonicalize(graph: Graph, shortcut: str | None = None) -> Graph:
+    """The -O0 form every backend and analysis starts from: projections inserted, shapes inferred."""
+    from resdsl.passes import canonicalize as run_canonical
+
+    return run_canonical(graph, shortcut)
+
+
+def canonical(model: Model, shortcut: str | None = None, **kwargs: Any) -> Graph:
+    """Build ``model`` with ``kwargs`` and canonicalise it."""
+    return canonicalize(build_model(model, **kwargs), shortcut)
+
+
+def load(path: str, name: str | None = None, **kwargs: Any) -> Graph:
+    """Build a model of a model file and return its canonical graph (shortcuts inserted, shapes inferred)."""
+    model = pick_model(path, name)
+    graph = build_model(model, **kwargs)
+    graph.meta["source"] = path
+    return canonicalize(graph)
+
+
+def signal_propagation(
+    raw: Graph,
+    residual_scale: str | None = None,
+    shortcut: str | None = None,
+    batch: int = 2,
+    seed: int = 0,
+) -> list:
+    """Measure each residual block of a freshly built graph at initialisation (``resdsl analyze``).
+
+    Residual scaling comes from the ``scale_residuals`` pass via the -O0 pipeline, so what is
+    measured is what the compiler would emit.
+    """
+    from resdsl.passes import PASSES, PassOptions, pipeline, run_passes
+
+    from .analysis import signal_propagation as measure
+
+    canonical_graph = canonicalize(raw, shortcut)
+    graph = None
+    if residual_scale:
+        if "scale_residuals" not in PASSES:
+            raise ResdslError(
+                "--residual-scale needs the scale_residuals pass, which this resdsl does not have",
+                hint="run without --residual-scale",
+            )
+        options = PassOptions(shortcut=shortcut, residual_scale=residual_scale)
+        graph = run_passes(raw, pipeline(0, options), options).graph
+    return measure(canonical_graph, graph, batch=batch, seed=seed)
 
 
 def provenance(path: str, model: str, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -51,8 +106,6 @@ def build_graph(req: CompileRequest) -> tuple[Graph, Any]:
     raw.meta["source"] = req.path
     if req.weights:
         # Weights name the canonical graph's parameters (projections included): canonicalise first.
-        from resdsl.passes import canonicalize
-
         from .weights import load_weights_file
 
         raw = canonicalize(raw, req.shortcut)

@@ -9,7 +9,7 @@ always yields the same order, names and backend bytes.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,25 @@ from .shapes import Shape, fmt
 
 # Parameter kinds: trained weights, running statistics, and compiler constants.
 WEIGHT, BUFFER, CONST = "weight", "buffer", "const"
+
+
+@dataclass(frozen=True)
+class CheckpointConvention:
+    """How checkpoints are read and which of their keys carry no value for inference.
+
+    The IR knows no file format and no framework's naming: ``resdsl.weights`` registers
+    the convention (PyTorch's ``num_batches_tracked`` counters, .safetensors/.npz/.pt files).
+    """
+
+    read: Callable[[str], Mapping[str, Any]]
+    is_bookkeeping: Callable[[str], bool]
+
+
+_convention: list[CheckpointConvention] = []
+
+
+def register_checkpoint_convention(convention: CheckpointConvention) -> None:
+    _convention[:] = [convention]
 
 
 @dataclass
@@ -76,11 +95,12 @@ class Graph:
                 raise registry.ShapeError(f"{op} takes inputs {opdef.inputs}, got {len(inputs)}")
             if shape is None:
                 shape = tuple(opdef.infer([self.node(i).shape for i in inputs], attrs))
+            dtype = opdef.dtype([self.node(i).dtype for i in inputs], attrs)
         except registry.ShapeError as e:
             raise ResdslError(str(e), loc) from None
         nid = self._next_id
         self._next_id += 1
-        node = Node(nid, op, attrs, tuple(shape), "float32", name or f"{op}_{nid}", loc, origins, role)
+        node = Node(nid, op, attrs, tuple(shape), dtype, name or f"{op}_{nid}", loc, origins, role)
         self._g.add_node(nid, node=node)
         for index, src in enumerate(inputs):
             self._g.add_edge(src, nid, key=index)
@@ -285,7 +305,8 @@ class Graph:
     def load_weights(self, mapping: Mapping[str, Any], strict: bool = True) -> list[str]:
         """Replace parameters by name; report every missing, unexpected and mis-shaped key at once."""
         own = self.state_dict()
-        given = {k: v for k, v in mapping.items() if not k.endswith("num_batches_tracked")}
+        drop = _convention[0].is_bookkeeping if _convention else (lambda key: False)
+        given = {k: v for k, v in mapping.items() if not drop(k)}
         missing = sorted(set(own) - set(given))
         unexpected = sorted(set(given) - set(own))
         bad = []
@@ -310,10 +331,10 @@ class Graph:
         return missing
 
     def load_weights_file(self, path: str, strict: bool = True) -> list[str]:
-        """Load a .safetensors, .npz or PyTorch .pt/.pth file by parameter name (see resdsl.weights)."""
-        from .weights import load_weights_file
-
-        return load_weights_file(self, path, strict=strict)
+        """Load a checkpoint file by parameter name, read by the registered convention (resdsl.weights)."""
+        if not _convention:
+            raise ResdslError("no checkpoint reader is registered", hint="import resdsl (it registers resdsl.weights)")
+        return self.load_weights(_convention[0].read(path), strict=strict)
 
     # ------------------------------------------------------------ text
 

@@ -76,16 +76,6 @@ def build_model(model: Model, **kwargs: Any) -> Graph:
         raise ResdslError(f"{type(e).__name__} while building model {model.name!r}: {e}", loc) from e
 
 
-def load(path: str, name: str | None = None, **kwargs: Any) -> Graph:
-    """Build a model of a model file and return its canonical graph (shortcuts inserted, shapes inferred)."""
-    from .passes import canonicalize
-
-    model = pick_model(path, name)
-    graph = build_model(model, **kwargs)
-    graph.meta["source"] = path
-    return canonicalize(graph)
-
-
 def parse_arg(text: str) -> tuple[str, Any]:
     """``KEY=VALUE`` from the command line; VALUE is a Python literal when it parses as one."""
     if "=" not in text:

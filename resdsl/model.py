@@ -62,12 +62,6 @@ class Model:
             raise ResdslError(f"model {self.name!r} has no inputs", self.loc, "declare one with nn.input(name, shape)")
         return graph
 
-    def __call__(self, **kwargs: Any) -> Graph:
-        """Build the canonical graph: shapes inferred and shortcut projections inserted."""
-        from .passes import canonicalize
-
-        return canonicalize(self.build(**kwargs))
-
 
 def model(fn: Callable | None = None, *, shortcut: str = "B", seed: int = 0) -> Any:
     """Mark a function as a resdsl model: ``@resdsl.model`` or ``@resdsl.model(shortcut="A")``."""

@@ -11,13 +11,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-import math
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
+from . import init as initialisers
 from . import residual
 from .errors import ResdslError, caller_loc
 from .ir import BUFFER, CONST, WEIGHT, Graph
@@ -43,18 +42,6 @@ class Builder:
         k = self.auto.get(base, 0)
         self.auto[base] = k + 1
         return base if k == 0 else f"{base}_{k}"
-
-    def rng(self, pname: str) -> np.random.Generator:
-        return param_rng(self.seed, pname)
-
-
-def param_rng(seed: int, pname: str) -> np.random.Generator:
-    """A generator keyed by the parameter's name: inserting a layer never changes another's values."""
-    return np.random.default_rng([seed, zlib.crc32(pname.encode())])
-
-
-def he_normal(seed: int, pname: str, shape: tuple[int, ...], fan_in: int) -> np.ndarray:
-    return param_rng(seed, pname).normal(0.0, math.sqrt(2.0 / fan_in), size=shape).astype(np.float32)
 
 
 def current() -> Builder:
@@ -178,12 +165,11 @@ def _layer_name(name: str | None, op: str) -> str:
 
 
 def _he_normal(b: Builder, pname: str, shape: tuple[int, ...], fan_in: int) -> np.ndarray:
-    return he_normal(b.seed, pname, shape, fan_in)
+    return initialisers.he_normal(b.seed, pname, shape, fan_in)
 
 
 def _uniform(b: Builder, pname: str, shape: tuple[int, ...], fan_in: int) -> np.ndarray:
-    bound = 1.0 / math.sqrt(fan_in)
-    return b.rng(pname).uniform(-bound, bound, size=shape).astype(np.float32)
+    return initialisers.uniform_fan_in(b.seed, pname, shape, fan_in)
 
 
 # ---------------------------------------------------------------- structure
@@ -238,7 +224,7 @@ def parameter(name: str, shape: Sequence[int], init: str = "zeros") -> Tensor:
     elif init == "ones":
         value = np.ones(shape, np.float32)
     elif init == "normal":
-        value = b.rng(pname).normal(0, 0.02, size=shape).astype(np.float32)
+        value = initialisers.normal(b.seed, pname, shape, 0.02)
     else:
         raise ResdslError(f"nn.parameter: unknown init {init!r}", caller_loc(), "use zeros, ones or normal")
     return Tensor(b, b.graph.add_param(pname, value, WEIGHT, caller_loc()))

@@ -1,76 +1,24 @@
 """``resdsl show``: a per-layer table of shapes, parameters and multiply-accumulates, then totals.
 
 Everything here is computed from shapes alone (no execution), so it is instant
-even for ResNet-152. MACs are counted per sample (batch 1) by one table keyed
-by op name; a test checks that every registered op has an entry.
+even for ResNet-152. MACs are counted per sample (batch 1) by each op's own rule in
+its registry entry (``resdsl/ops/``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from . import registry
 from .analysis import residual_joins
 from .ir import BUFFER, WEIGHT, Graph, Node
-from .shapes import Shape, fmt, numel
-
-
-def _zero(node: Node, ins: list[Shape]) -> int:
-    return 0
-
-
-def _per_element(node: Node, ins: list[Shape]) -> int:
-    return numel(node.shape)
-
-
-def _conv(node: Node, ins: list[Shape]) -> int:
-    _, cin_per_group, kh, kw = ins[1]
-    return numel(node.shape) * cin_per_group * kh * kw
-
-
-def _contract_last(node: Node, ins: list[Shape]) -> int:
-    return numel(node.shape) * ins[0][-1]
-
-
-# Multiply-accumulates per op, at batch 1. Products (conv, linear, matmul) count one MAC per
-# product term; normalisations and elementwise multiplies count one per element (a scale
-# and shift); additions, activations, pooling and data movement count none, as the
-# published figures (ResNet-50: 4.1 GMACs) do.
-MACS: dict[str, Callable[[Node, list[Shape]], int]] = {
-    "input": _zero,
-    "param": _zero,
-    "conv2d": _conv,
-    "fused_conv": _conv,
-    "linear": _contract_last,
-    "matmul": _contract_last,
-    "batch_norm": _per_element,
-    "layer_norm": _per_element,
-    "mul": _per_element,
-    "relu": _zero,
-    "sigmoid": _zero,
-    "silu": _zero,
-    "gelu": _zero,
-    "identity": _zero,
-    "softmax": _zero,
-    "max_pool2d": _zero,
-    "avg_pool2d": _zero,
-    "global_avg_pool": _zero,
-    "add": _zero,
-    "sub": _zero,
-    "sum": _zero,
-    "flatten": _zero,
-    "reshape": _zero,
-    "transpose": _zero,
-    "concat": _zero,
-    "pad": _zero,
-}
+from .shapes import fmt, numel
 
 
 def macs(graph: Graph, node: Node) -> int:
-    rule = MACS.get(node.op)
-    if rule is None:
-        raise KeyError(f"no MAC rule for op {node.op!r}: add it to resdsl.summary.MACS")
-    return rule(node, [graph.node(a).shape for a in graph.args(node.id)])
+    """Multiply-accumulates of ``node`` per sample, by its op's own rule (``OpDef.macs``)."""
+    ins = [graph.node(a).shape for a in graph.args(node.id)]
+    return registry.get(node.op).macs(node.shape, ins, node.attrs)
 
 
 @dataclass

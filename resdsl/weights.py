@@ -3,7 +3,9 @@
 Parameter names follow PyTorch's state_dict (``layer1.0.conv1.weight``,
 ``layer1.0.downsample.0.weight``), so a torchvision checkpoint loads unchanged.
 The matching itself is ``Graph.load_weights``: it reports every missing,
-unexpected and mis-shaped key in one error and ignores ``num_batches_tracked``.
+unexpected and mis-shaped key in one error. This module registers with the IR
+how files are read and which keys are PyTorch bookkeeping (``num_batches_tracked``,
+a batch norm's update counter), so the IR itself knows neither.
 """
 
 from __future__ import annotations
@@ -15,9 +17,15 @@ import numpy as np
 
 from .atomic import atomic_path
 from .errors import ResdslError
-from .ir import Graph
+from .ir import CheckpointConvention, Graph, register_checkpoint_convention
 
 FORMATS = (".safetensors", ".npz", ".pt", ".pth")
+# PyTorch state_dict entries that hold no value for inference: a batch norm's update counter.
+BOOKKEEPING_SUFFIXES = ("num_batches_tracked",)
+
+
+def is_bookkeeping(key: str) -> bool:
+    return key.rsplit(".", 1)[-1] in BOOKKEEPING_SUFFIXES
 
 
 def _suffix(path: str) -> str:
@@ -89,3 +97,6 @@ def export_weights(graph: Graph, path: str) -> str:
         else:
             raise ResdslError(f"cannot export weights as {ext or '(none)'!r}", hint="write .safetensors or .npz")
     return path
+
+
+register_checkpoint_convention(CheckpointConvention(read=read_weights_file, is_bookkeeping=is_bookkeeping))

@@ -23,7 +23,7 @@ def build(fn, shape, **kw):
         return nn.output("y", y)
 
     body.__name__ = fn.__name__
-    return resdsl.model(body)()
+    return resdsl.canonical(resdsl.model(body))
 
 
 def run(graph, batch=2, seed=0):
@@ -58,7 +58,7 @@ def test_bottleneck_names_follow_torchvision_and_stride_sits_on_the_3x3():
     g = build(blocks.bottleneck, (64, 8, 8), planes=32, stride=2)
     convs = {n.name: n for n in g.nodes() if n.op == "conv2d"}
     assert set(convs) == {"blk.conv1", "blk.conv2", "blk.conv3", "blk.downsample.0"}
-    assert convs["blk.conv2"].attrs["stride"] == 2 and convs["blk.conv1"].attrs["stride"] == 1
+    assert convs["blk.conv2"].attrs["stride"] == (2, 2) and convs["blk.conv1"].attrs["stride"] == (1, 1)
     assert g.parameters["blk.downsample.0.weight"].shape == (128, 64, 1, 1)
     assert {"blk.bn1.running_var", "blk.bn3.weight", "blk.downsample.1.running_mean"} <= set(g.state_dict())
 

@@ -152,9 +152,9 @@ def test_tensor_from_another_model(tmp_path):
     """,
     )
     models = resdsl.load_models(path)
-    models["first"]()
+    resdsl.canonical(models["first"])
     with pytest.raises(ResdslError, match="belongs to another model") as info:
-        models["second"]()
+        resdsl.canonical(models["second"])
     assert f"{path}:{line_of(path, 'x + leaked[0]')}" in str(info.value)
 
 

@@ -122,7 +122,7 @@ def two_blocks():
 
 def canonical(model, **kwargs) -> Graph:
     """Projections inserted, weights and statistics random."""
-    return randomize(model(**kwargs), seed=7)
+    return randomize(resdsl.canonical(model, **kwargs), seed=7)
 
 
 def run_one(graph: Graph, name: str, options: PassOptions | None = None):

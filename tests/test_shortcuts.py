@@ -37,12 +37,12 @@ def ops(graph):
 
 
 def test_option_b_conv_projection_named_like_torchvision():
-    g = conv_net()
+    g = resdsl.canonical(conv_net)
     g.verify()
     assert g.parameters["block.downsample.0.weight"].shape == (8, 4, 1, 1)
     assert "block.downsample.1.running_var" in g.parameters
     ds = next(n for n in g.nodes() if n.name == "block.downsample.0")
-    assert ds.attrs["stride"] == 2 and ds.role == "projection" and ds.loc is not None
+    assert ds.attrs["stride"] == (2, 2) and ds.role == "projection" and ds.loc is not None
     feeds = {"x": np.random.default_rng(0).standard_normal((2, 4, 8, 8)).astype(np.float32)}
     out = resdsl.interpret(g, feeds)["y"]
     # y = relu(F(x) + BN(conv1x1_s2(x))) computed by hand from the parameters.
@@ -60,7 +60,7 @@ def test_option_b_conv_projection_named_like_torchvision():
 
 
 def test_option_b_dense_projection():
-    g = dense_net()
+    g = resdsl.canonical(dense_net)
     assert g.parameters["mlp.0.proj.weight"].shape == (12, 6)
     assert "mlp.1.proj.weight" not in g.parameters  # shapes agree there
     x = np.random.default_rng(0).standard_normal((3, 6)).astype(np.float32)
@@ -113,7 +113,7 @@ def test_option_a_cannot_shrink():
 def test_projection_preserves_randomised_function_through_onnx(tmp_path):
     from resdsl.backends import EmitOptions, emit, open_artifact
 
-    g = randomize(conv_net())
+    g = randomize(resdsl.canonical(conv_net))
     feeds = resdsl.random_inputs(g, 2)
     emit(g, str(tmp_path / "m.onnx"), EmitOptions(target="onnx"))
     assert_close(open_artifact(str(tmp_path / "m.onnx"), "cpu").run(feeds), resdsl.interpret(g, feeds))

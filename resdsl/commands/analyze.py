@@ -26,12 +26,13 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from resdsl import analysis
+    from resdsl.driver import signal_propagation
     from resdsl.errors import ResdslError
     from resdsl.loader import build_model, pick_model
 
     model = pick_model(args.model_file, args.model)
     raw = build_model(model, **model_arguments(args))
-    stats = analysis.signal_propagation(raw, args.residual_scale, args.shortcut, batch=args.batch, seed=args.seed)
+    stats = signal_propagation(raw, args.residual_scale, args.shortcut, batch=args.batch, seed=args.seed)
     if not stats:
         raise ResdslError(f"model {model.name!r} has no residual connections to analyse")
     if args.json:

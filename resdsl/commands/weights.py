@@ -20,8 +20,8 @@ def add_parser(sub) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from resdsl.driver import canonicalize
     from resdsl.loader import build_model, pick_model
-    from resdsl.passes import canonicalize
     from resdsl.weights import export_weights, load_weights_file
 
     model = pick_model(args.model_file, args.model)
