@@ -10,10 +10,10 @@ from .ir import Graph, Node
 from .loader import load_models
 from .model import Model, model
 from .numerics import max_rel_error
-
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402
 
 __all__ = [
+    "__version__",
     "Graph",
     "Model",
     "Node",
