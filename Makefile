@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench golden clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ lint: setup
 
 bench: setup
 	$(PY) benchmarks/run.py
+
+# Refresh tests/golden/ (the IR after each -O2 pass) after an intended change to a pass.
+golden: setup
+	$(PY) scripts/refresh_golden.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info resdsl-dump
