@@ -13,7 +13,7 @@ from .ir import Graph, Node
 
 def check_inputs(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[int, np.ndarray]:
     """Match arrays to graph inputs by name, checking names, shapes, dtype and batch agreement."""
-    specs = [TensorSpec(graph.node(i).attrs["name"], graph.node(i).shape) for i in graph.inputs]
+    specs = [TensorSpec(graph.node(i).attrs["name"], graph.node(i).shape, graph.node(i).dtype) for i in graph.inputs]
     check_feeds(specs, inputs, what="the model")
     return {nid: np.asarray(inputs[spec.name]) for nid, spec in zip(graph.inputs, specs)}
 
@@ -47,10 +47,20 @@ def interpret(
 
 
 def random_inputs(graph: Graph, batch: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
+    """Standard-normal float inputs; integer inputs (indices) uniform below the smallest table they index."""
     rng = np.random.default_rng(seed)
     out = {}
     for nid in graph.inputs:
         n = graph.node(nid)
         shape = tuple(batch if isinstance(d, str) else d for d in n.shape)
-        out[n.attrs["name"]] = rng.standard_normal(shape).astype(np.float32)
+        if n.dtype.startswith("int"):
+            out[n.attrs["name"]] = rng.integers(0, _index_bound(graph, nid), shape).astype(n.dtype)
+        else:
+            out[n.attrs["name"]] = rng.standard_normal(shape).astype(n.dtype)
     return out
+
+
+def _index_bound(graph: Graph, nid: int) -> int:
+    """How many rows the tables indexed by ``nid`` have at least (2 when it indexes none)."""
+    rows = [graph.node(graph.args(dst)[1]).shape[0] for dst, i in graph.uses(nid) if graph.node(dst).op == "embedding"]
+    return min(rows) if rows else 2

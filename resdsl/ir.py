@@ -116,8 +116,8 @@ class Graph:
         self.param_kind[name] = kind
         return self.add_node("param", (), {"name": name, "shape": value.shape}, name=name, loc=loc, role=role)
 
-    def add_input(self, name: str, shape: Shape, loc: SourceLoc | None = None) -> int:
-        nid = self.add_node("input", (), {"name": name, "shape": tuple(shape)}, name=name, loc=loc)
+    def add_input(self, name: str, shape: Shape, loc: SourceLoc | None = None, dtype: str = "float32") -> int:
+        nid = self.add_node("input", (), {"name": name, "shape": tuple(shape), "dtype": dtype}, name=name, loc=loc)
         self.inputs.append(nid)
         return nid
 

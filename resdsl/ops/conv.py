@@ -114,3 +114,69 @@ class FusedConv:
         if z is not None:
             y = y + z
         return activate(y, activation)
+
+
+def _conv_transpose_shape(shapes, a):
+    x, w = shapes[0], shapes[1]
+    rank(x, 4, "conv_transpose2d")
+    rank(w, 4, "conv_transpose2d weight")
+    n, c, h, wd = x
+    cin, og, kh, kw = w
+    g = a["groups"]
+    if cin != c or c % g:
+        raise ShapeError(f"conv_transpose2d: weight {fmt(w)} expects {cin} input channels (divisible by groups={g})")
+    if len(shapes) > 2 and tuple(shapes[2]) != (og * g,):
+        raise ShapeError(f"conv_transpose2d: bias must have shape ({og * g},), got {fmt(shapes[2])}")
+    (sh, sw), (ph, pw), (dh, dw), (oph, opw) = a["stride"], a["padding"], a["dilation"], a["output_padding"]
+    if oph >= max(sh, dh) or opw >= max(sw, dw):
+        raise ShapeError("conv_transpose2d: output_padding must be smaller than the stride or the dilation")
+
+    def size(i, k, s, p, d, op):
+        out = (i - 1) * s - 2 * p + d * (k - 1) + op + 1
+        if out <= 0:
+            raise ShapeError(f"conv_transpose2d: the output would have size {out}")
+        return out
+
+    return (n, og * g, size(h, kh, sh, ph, dh, oph), size(wd, kw, sw, pw, dw, opw))
+
+
+def conv_transpose2d_ref(x, w, b=None, *, stride, padding, dilation, output_padding, groups):
+    """The adjoint of conv2d: every input pixel scatters its kernel-weighted values into the output."""
+    n, c, h, wd = x.shape
+    _, og, kh, kw = w.shape
+    (sh, sw), (ph, pw), (dh, dw), (oph, opw) = stride, padding, dilation, output_padding
+    full_h, full_w = (h - 1) * sh + dh * (kh - 1) + 1 + oph, (wd - 1) * sw + dw * (kw - 1) + 1 + opw
+    out = np.zeros((n, og * groups, full_h + ph, full_w + pw), np.float64)
+    xg = x.reshape(n, groups, c // groups, h, wd).astype(np.float64)
+    wg = w.reshape(groups, c // groups, og, kh, kw).astype(np.float64)
+    for i in range(kh):
+        for j in range(kw):
+            contrib = np.einsum("ngchw,gco->ngohw", xg, wg[:, :, :, i, j]).reshape(n, og * groups, h, wd)
+            out[:, :, i * dh : i * dh + (h - 1) * sh + 1 : sh, j * dw : j * dw + (wd - 1) * sw + 1 : sw] += contrib
+    out = out[:, :, ph : ph + full_h - 2 * ph, pw : pw + full_w - 2 * pw]
+    if b is not None:
+        out = out + b.reshape(1, -1, 1, 1)
+    return np.ascontiguousarray(out, dtype=x.dtype)
+
+
+def _conv_transpose_macs(out: Shape, ins: list[Shape], a: dict) -> int:
+    cin, og, kh, kw = ins[1]
+    return numel(ins[0]) * og * kh * kw
+
+
+@register(
+    "conv_transpose2d",
+    "2-D transposed convolution (torch.nn.ConvTranspose2d), weight (C_in, C_out/groups, kh, kw)",
+    inputs=("x", "weight", "bias"),
+    attrs={**CONV_ATTRS, "output_padding": pair_attr(0)},
+    optional_inputs=1,
+    macs=_conv_transpose_macs,
+    cases=[
+        ("conv_transpose2d", [X4], {"stride": 2, "padding": 1, "output_padding": 1}, {"w": (4, 3, 3, 3), "b": (3,)}),
+        ("conv_transpose2d_k2", [X4], {"stride": 2}, {"w": (4, 5, 2, 2)}),
+        ("conv_transpose2d_groups", [X4], {"groups": 2, "padding": 1}, {"w": (4, 3, 3, 3), "b": (6,)}),
+    ],
+)
+class ConvTranspose2d:
+    infer = staticmethod(_conv_transpose_shape)
+    reference = staticmethod(conv_transpose2d_ref)

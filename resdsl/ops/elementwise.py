@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..registry import ShapeError, register
+from ..registry import REQUIRED, Attr, ShapeError, register
 from ..shapes import broadcast, fmt
-from .common import N, per_element
+from .common import N, per_element, same_shape
 
 X4 = (N, 4, 9, 9)
 
@@ -72,3 +72,28 @@ class Sum:
         for x in xs[1:]:
             out = out + x
         return out.astype(xs[0].dtype)
+
+
+@register(
+    "div",
+    "a / b with broadcasting",
+    inputs=("a", "b"),
+    macs=per_element,
+    cases=[("div", [X4, (N, 4, 1, 1)], {}, {})],
+)
+class Div:
+    infer = staticmethod(_binary("div"))
+    reference = staticmethod(lambda a, b: (a / b).astype(np.result_type(a, b)))
+
+
+@register(
+    "pow",
+    "x ** exponent for a constant exponent (x * x for 2, so no log is taken)",
+    inputs=("x",),
+    attrs={"exponent": Attr(REQUIRED, float)},
+    macs=per_element,
+    cases=[("pow_2", [X4], {"exponent": 2.0}, {}), ("pow_3", [X4], {"exponent": 3.0}, {})],
+)
+class Pow:
+    infer = staticmethod(same_shape)
+    reference = staticmethod(lambda x, *, exponent: np.power(x.astype(np.float64), exponent).astype(x.dtype))

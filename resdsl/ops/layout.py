@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..registry import REQUIRED, ShapeError, register
+from ..registry import REQUIRED, Attr, ShapeError, register
 from ..shapes import fmt
 from .common import N
 
@@ -131,3 +131,66 @@ class Pad:
     def reference(x, *, pads):
         r = x.ndim
         return np.pad(x, [(pads[i], pads[i + r]) for i in range(r)])
+
+
+def _slice_attr(value) -> int:
+    if isinstance(value, bool) or int(value) != value:
+        raise ValueError("must be an integer")
+    return int(value)
+
+
+@register(
+    "slice",
+    "x[start:end:step] along one axis; start/end already within [0, size] (the DSL normalises Python's rules)",
+    inputs=("x",),
+    attrs={
+        "axis": Attr(REQUIRED, _slice_attr),
+        "start": Attr(REQUIRED, _slice_attr),
+        "end": Attr(REQUIRED, _slice_attr),
+        "step": Attr(1, _slice_attr),
+    },
+    cases=[
+        ("slice_channels", [X4], {"axis": 1, "start": 1, "end": 3}, {}),
+        ("slice_step", [X4], {"axis": 3, "start": 0, "end": 9, "step": 2}, {}),
+    ],
+)
+class Slice:
+    @staticmethod
+    def infer(shapes, a):
+        x = shapes[0]
+        axis, start, end, step = a["axis"], a["start"], a["end"], a["step"]
+        if not 0 <= axis < len(x):
+            raise ShapeError(f"slice: axis {axis} out of range for {fmt(x)}")
+        if isinstance(x[axis], str):
+            raise ShapeError("slice cannot cut the batch dimension")
+        if step <= 0 or not 0 <= start < end <= x[axis]:
+            raise ShapeError(f"slice: [{start}:{end}:{step}] of an axis of {x[axis]} is empty or out of range")
+        return tuple((end - start + step - 1) // step if i == axis else d for i, d in enumerate(x))
+
+    @staticmethod
+    def reference(x, *, axis, start, end, step):
+        index = [slice(None)] * x.ndim
+        index[axis] = slice(start, end, step)
+        return np.ascontiguousarray(x[tuple(index)])
+
+
+def _index_dtype(dtypes: list[str], a: dict) -> str:
+    return dtypes[1]
+
+
+@register(
+    "embedding",
+    "weight[indices]: rows of a (num, dim) table looked up by integer indices (torch.nn.Embedding)",
+    inputs=("indices", "weight"),
+    dtype=_index_dtype,
+    cases=[("embedding", ["ids"], {}, {"w": (11, 6)})],
+)
+class Embedding:
+    @staticmethod
+    def infer(shapes, a):
+        idx, w = shapes
+        if len(w) != 2:
+            raise ShapeError(f"embedding: the table must be (num, dim), got {fmt(w)}")
+        return tuple(idx) + (w[1],)
+
+    reference = staticmethod(lambda idx, w: np.ascontiguousarray(w[idx]))
