@@ -133,7 +133,7 @@ class RuleReport:
         where = {r.name: r.defined_at for r in self.rules}
         lines = [f"{title}: {len(left)} of {len(merged)} candidates not rewritten"]
         for cand in left.values():
-            reasons = "; ".join(f"{reason} [{rule} at {where[rule]}]" for rule, reason in cand.refusals)
+            reasons = "; ".join(f"{reason} ({rule}, {where[rule]})" for rule, reason in cand.refusals)
             lines.append(f"  {cand.loc or '<unknown>'}: {cand.name}: {reasons}")
         return "\n".join(lines)
 

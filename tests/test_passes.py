@@ -193,6 +193,8 @@ def test_fold_batchnorm_keeps_what_cannot_fold():
     assert "other uses" in reasons["bn_shared"]
     assert "rank 3" in reasons["bn_tokens"]
     assert "input is input" in reasons["bn_input"]
+    # The rewrite driver reports the same reasons it was given, without a second check.
+    assert PASSES["fold_batchnorm"].cls().run(graph.copy()).report.refused("fold_batchnorm") == reasons
 
 
 # ---------------------------------------------------------------- eliminate_identity
