@@ -14,7 +14,8 @@ decided.
 - provenance: a replacement that is one of the matched nodes inherits the source
   locations of the others (errors in fused code still point home);
 - clean-up: the root's uses move to the replacement, and the matched nodes and their
-  former inputs that nothing uses any more are removed (parameters with their arrays);
+  former inputs that nothing uses any more are removed (parameters, with their arrays,
+  once after each rule's sweep: a dead parameter changes no check);
   shapes are re-inferred by the Graph methods a rewrite calls (``replace_node``);
 - accounting: rewrites per rule, and every refusal with its reason and node, for
   ``RuleReport.explain``.
@@ -146,6 +147,7 @@ def apply_rules(graph: Graph, rules: list[Rule], namer: Namer | None = None) -> 
         count = report.counts.setdefault(rule.name, 0)
         seen = report.candidates.setdefault(rule.name, {})
         by_op = report.rewritten_ops.setdefault(rule.name, {})
+        params: list[int] = []  # parameters a rewrite may have left unused: removed once, after the sweep
         for nid in graph.topo_order():
             if nid not in graph or not rule.roots(graph.node(nid).op):
                 continue
@@ -155,15 +157,21 @@ def apply_rules(graph: Graph, rules: list[Rule], namer: Namer | None = None) -> 
             if isinstance(found, Refusal):
                 cand.refusals.append((rule.name, found.reason))
                 continue
-            _apply(graph, rule, found, namer)
+            params += _apply(graph, rule, found, namer)
             report.consumed.update(found.nodes)
             count += 1
             by_op[node.op] = by_op.get(node.op, 0) + 1
+        sweep(graph, params)
         report.counts[rule.name] = count
     return report
 
 
-def _apply(graph: Graph, rule: Rule, match: Match, namer: Namer) -> None:
+def _apply(graph: Graph, rule: Rule, match: Match, namer: Namer) -> list[int]:
+    """Rewrite one match, move the root's uses, and remove the compute nodes it left dead.
+
+    Returns the parameter nodes it may have left unused: removing a parameter costs a scan
+    of the graph, so the driver removes them all at once after the rule's sweep.
+    """
     matched = match.nodes
     inputs = [a for nid in matched for a in graph.args(nid)]
     new = rule.rewrite(graph, match, namer)
@@ -171,4 +179,7 @@ def _apply(graph: Graph, rule: Rule, match: Match, namer: Namer) -> None:
         graph.inherit(new, [m for m in matched if m != new])
     if new != match.root:
         graph.replace_all_uses(match.root, new)
-    sweep(graph, [m for m in matched if m != new] + inputs)
+    candidates = [c for c in dict.fromkeys([*matched, *inputs]) if c != new and c in graph]
+    params = [c for c in candidates if graph.node(c).op == "param"]
+    sweep(graph, [c for c in candidates if graph.node(c).op != "param"])
+    return params

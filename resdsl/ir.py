@@ -234,7 +234,8 @@ class Graph:
                 raise ValueError(f"cannot remove {node.name}: it still has uses")
         names = {self.node(n).attrs["name"] for n in doomed if self.node(n).op == "param"}
         self._g.remove_nodes_from(doomed)
-        names -= {self.node(n).attrs["name"] for n in self._g.nodes if self.node(n).op == "param"}
+        if names:  # the scan is the cost of removing a parameter: none to remove, no scan
+            names -= {self.node(n).attrs["name"] for n in self._g.nodes if self.node(n).op == "param"}
         for name in names:
             self.parameters.pop(name, None)
             self.param_kind.pop(name, None)
