@@ -1,4 +1,5 @@
-"""Compiler passes (``resdsl.passes``): one pass a file, registered by name, run by the manager."""
+"""Compiler passes (``resdsl.passes``): one pass a file, a frozen dataclass whose fields are its
+options, registered by name, run by the manager; rewrites are rules applied by ``rewrite.py``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,11 @@ from . import (  # noqa: F401  (importing a pass module registers it)
     scale_residuals,
     shortcuts,
 )
-from .manager import PASSES, PassOptions, PassResult, PipelineResult, register_pass, run_passes
+from .base import PASSES, Pass, PassOptions, PassResult, option, register_pass
+from .manager import PipelineResult, run_passes
+from .rewrite import Match, Refusal, Rule, RuleReport, apply_rules
+from .shortcuts import Shortcuts
+from .spec import resolve
 
 # What each -O level runs, in order. Cleanups come first so that each rewrite sees the
 # final use counts: a dead or duplicate use of a conv, or a no-op between a conv and its
@@ -26,6 +31,7 @@ LEVELS: dict[int, list[str]] = {
 
 
 def pipeline(level: int, options: PassOptions | None = None) -> list[str]:
+    """The pass names -O``level`` runs; ``scale_residuals`` joins them when a scale is asked for."""
     names = list(LEVELS[level])
     if options is not None and options.residual_scale and "scale_residuals" in PASSES:
         names.insert(names.index("shortcuts") + 1, "scale_residuals")
@@ -34,17 +40,25 @@ def pipeline(level: int, options: PassOptions | None = None) -> list[str]:
 
 def canonicalize(graph: Graph, shortcut: str | None = None) -> Graph:
     """The -O0 form every backend and analysis starts from."""
-    return run_passes(graph, LEVELS[0], PassOptions(shortcut=shortcut)).graph
+    return run_passes(graph, [Shortcuts(mode=shortcut)]).graph
 
 
 __all__ = [
     "LEVELS",
     "PASSES",
+    "Match",
+    "Pass",
     "PassOptions",
     "PassResult",
     "PipelineResult",
+    "Refusal",
+    "Rule",
+    "RuleReport",
+    "apply_rules",
     "canonicalize",
+    "option",
     "pipeline",
     "register_pass",
+    "resolve",
     "run_passes",
 ]

@@ -10,10 +10,12 @@ the merged node's source location.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 from resdsl.ir import Graph, Node
 
-from .manager import PassOptions, PassResult, register_pass
-from .patterns import inherit
+from .base import Pass, PassResult, register_pass
 
 
 def key(graph: Graph, node: Node) -> tuple:
@@ -21,9 +23,18 @@ def key(graph: Graph, node: Node) -> tuple:
     return node.op, tuple(graph.args(node.id)), attrs
 
 
-@register_pass("cse")
-def run(graph: Graph, options: PassOptions) -> PassResult:
+@register_pass
+@dataclass(frozen=True)
+class CommonSubexpressions(Pass):
     """Merge nodes with the same op, attributes and inputs."""
+
+    name: ClassVar[str] = "cse"
+
+    def run(self, graph: Graph) -> PassResult:
+        return run(graph)
+
+
+def run(graph: Graph) -> PassResult:
     first: dict[tuple, int] = {}
     merged = 0
     for nid in graph.topo_order():
@@ -33,7 +44,7 @@ def run(graph: Graph, options: PassOptions) -> PassResult:
         keep = first.setdefault(key(graph, node), nid)
         if keep == nid:
             continue
-        inherit(graph.node(keep), node)
+        graph.inherit(keep, [nid])
         graph.replace_all_uses(nid, keep)
         graph.remove(nid)
         merged += 1

@@ -7,9 +7,12 @@ goes with its last node, so a dead layer's weights leave the artifact too.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 from resdsl.ir import Graph
 
-from .manager import PassOptions, PassResult, register_pass
+from .base import Pass, PassResult, register_pass
 
 
 def live_nodes(graph: Graph) -> set[int]:
@@ -23,9 +26,18 @@ def live_nodes(graph: Graph) -> set[int]:
     return live
 
 
-@register_pass("dce")
-def run(graph: Graph, options: PassOptions) -> PassResult:
+@register_pass
+@dataclass(frozen=True)
+class DeadCodeElimination(Pass):
     """Remove nodes and parameters that reach no output."""
+
+    name: ClassVar[str] = "dce"
+
+    def run(self, graph: Graph) -> PassResult:
+        return run(graph)
+
+
+def run(graph: Graph) -> PassResult:
     live = live_nodes(graph)
     inputs = set(graph.inputs)
     dead = [nid for nid in graph.topo_order() if nid not in live and nid not in inputs]

@@ -9,9 +9,17 @@ needed).
 
 from __future__ import annotations
 
-from resdsl.ir import Graph, Node
+from dataclasses import dataclass
+from typing import ClassVar
 
-from .manager import PassOptions, PassResult, register_pass
+from resdsl.ir import Graph, Node
+from resdsl.shapes import fmt
+
+from .base import Pass, PassResult, register_pass
+from .patterns import Namer
+from .rewrite import Match, Refusal, Rule, apply_rules
+
+OPS = ("identity", "reshape", "flatten", "transpose", "pad", "avg_pool2d", "max_pool2d")
 
 
 def _all(value, want: int) -> bool:
@@ -19,31 +27,40 @@ def _all(value, want: int) -> bool:
     return all(int(v) == want for v in values)
 
 
-def is_identity(graph: Graph, node: Node) -> bool:
+def check(graph: Graph, node: Node) -> Match | Refusal:
+    """A match when ``node`` returns its input unchanged, else what it changes."""
     op, a = node.op, node.attrs
-    if op == "identity":
-        return True
     if op in ("reshape", "flatten"):
-        return tuple(node.shape) == tuple(graph.node(graph.args(node.id)[0]).shape)
-    if op == "transpose":
-        return tuple(a["perm"]) == tuple(range(len(a["perm"])))
-    if op == "pad":
-        return _all(a["pads"], 0)
-    if op in ("avg_pool2d", "max_pool2d"):
+        shape = graph.node(graph.args(node.id)[0]).shape
+        if tuple(node.shape) != tuple(shape):
+            return Refusal(f"it changes the shape {fmt(shape)} to {fmt(node.shape)}")
+    elif op == "transpose" and tuple(a["perm"]) != tuple(range(len(a["perm"]))):
+        return Refusal(f"the permutation {tuple(a['perm'])} moves axes")
+    elif op == "pad" and not _all(a["pads"], 0):
+        return Refusal(f"it pads by {tuple(a['pads'])}")
+    elif op in ("avg_pool2d", "max_pool2d"):
         stride = a["stride"] if a["stride"] is not None else a["kernel"]
-        return _all(a["kernel"], 1) and _all(stride, 1) and _all(a["padding"], 0)
-    return False
+        if not (_all(a["kernel"], 1) and _all(stride, 1) and _all(a["padding"], 0)):
+            return Refusal("its window is not 1x1 with stride 1 and no padding")
+    return Match(node.id, {})
 
 
-@register_pass("eliminate_identity")
-def run(graph: Graph, options: PassOptions) -> PassResult:
+def rewrite(graph: Graph, match: Match, namer: Namer) -> int:
+    return graph.args(match.root)[0]  # every use of f(x) reads x
+
+
+IDENTITY = Rule("eliminate_identity", OPS, check, rewrite)
+
+
+@register_pass
+@dataclass(frozen=True)
+class EliminateIdentity(Pass):
     """Drop identity ops, same-shape reshapes, identity transposes, zero pads and 1x1/1 pools."""
-    removed: dict[str, int] = {}
-    for nid in graph.topo_order():
-        node = graph.node(nid)
-        if not is_identity(graph, node):
-            continue
-        graph.replace_all_uses(nid, graph.args(nid)[0])
-        graph.remove(nid)
-        removed[node.op] = removed.get(node.op, 0) + 1
-    return PassResult(graph, bool(removed), {"removed": sum(removed.values()), **removed})
+
+    name: ClassVar[str] = "eliminate_identity"
+    rules: ClassVar[tuple[Rule, ...]] = (IDENTITY,)
+
+    def run(self, graph: Graph) -> PassResult:
+        report = apply_rules(graph, list(self.rules))
+        removed = report.rewritten_ops[IDENTITY.name]
+        return PassResult(graph, report.modified, {"removed": sum(removed.values()), **removed}, report)

@@ -12,66 +12,58 @@
     ``sum(a, b, c, d)``: addition is associative (float32 rounding order changes by at
     most a few ulps), and one variadic node reads each operand once.
 
+Both are rules (``rewrite.py``), applied in that order, each over the whole graph. When both
+operands of an add are single-use convs, neither can feed the other (each one's only use
+is the add), so the shortcut is told by its role: the projection the shortcuts pass made.
 Fused nodes keep the conv's (or the root add's) name and gain the replaced nodes' locations.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
-from resdsl.ir import CONST, Graph
-from resdsl.residual import Ancestry, residual_operands
+from resdsl.ir import CONST, Graph, Node
+from resdsl.residual import SHORTCUT_ROLES
 
-from .manager import PassOptions, PassResult, register_pass
-from .patterns import Namer, inherit, sole_user
-
-
-@dataclass(frozen=True)
-class ConvAdd:
-    conv: int
-    add: int
+from .base import Pass, PassResult, register_pass
+from .patterns import Namer, sole_user
+from .rewrite import Match, Refusal, Rule, apply_rules
 
 
-def check_conv_add(graph: Graph, add: int, ancestry: Ancestry) -> ConvAdd | str:
-    """Which operand of ``add`` to fuse, or why none can be."""
-    shape = graph.node(add).shape
-    args = graph.args(add)
-    if any(graph.node(a).shape != shape for a in args):
-        return "the add broadcasts; fused_conv needs equal shapes"
-    convs = [a for a in args if graph.node(a).op == "conv2d" and sole_user(graph, a) == add]
+def check_conv_add(graph: Graph, add: Node) -> Match | Refusal:
+    """The conv operand of ``add`` to fuse (with the relu after it), or why none can be."""
+    args = graph.args(add.id)
+    if any(graph.node(a).shape != add.shape for a in args):
+        return Refusal("the add broadcasts; fused_conv needs equal shapes")
+    convs = [a for a in args if graph.node(a).op == "conv2d"]
     if not convs:
-        return "no operand is a conv2d used only by this add"
-    if len(convs) == 2:
-        pair = residual_operands(graph, add, ancestry)
-        if pair is not None:
-            return ConvAdd(pair[1], add)
-    return ConvAdd(convs[0], add)
+        return Refusal("no operand is a conv2d")
+    single = [a for a in convs if sole_user(graph, a) == add.id]
+    if not single:
+        return Refusal(f"the conv {', '.join(graph.node(a).name for a in convs)} has another use")
+    branches = [a for a in single if graph.node(a).role not in SHORTCUT_ROLES]
+    conv = branches[0] if len(single) == 2 and len(branches) == 1 else single[0]
+    relu = sole_user(graph, add.id)
+    if relu is not None and graph.node(relu).op == "relu":
+        return Match(relu, {"conv": conv, "add": add.id, "relu": relu})
+    return Match(add.id, {"conv": conv, "add": add.id})
 
 
-def fuse_conv_add(graph: Graph, match: ConvAdd, namer: Namer) -> None:
-    conv = graph.node(match.conv)
-    add = graph.node(match.add)
-    a, b = graph.args(match.add)
-    z = b if a == match.conv else a
-    x, w, *bias = graph.args(match.conv)
+def fuse_conv_add(graph: Graph, match: Match, namer: Namer) -> int:
+    """conv(x, W, b) + z (then relu) -> fused_conv(x, W, b, z); a bias-free conv gains a zero bias."""
+    conv = graph.node(match["conv"])
+    a, b = graph.args(match["add"])
+    z = b if a == conv.id else a
+    x, w, *bias = graph.args(conv.id)
     if not bias:
         o = graph.node(w).shape[0]
         bias = [graph.add_param(namer.fresh(f"{conv.name}.bias"), np.zeros(o, np.float32), CONST, conv.loc)]
-    last, replaced = match.add, [add]
-    relu = sole_user(graph, match.add)
-    if relu is not None and graph.node(relu).op == "relu":
-        last = relu
-        replaced.append(graph.node(relu))
-    conv.op = "fused_conv"
-    conv.attrs = {**conv.attrs, "activation": "relu" if last != match.add else "none"}
-    graph.set_inputs(match.conv, [x, w, bias[0], z])
-    graph.reinfer(match.conv)
-    inherit(conv, *replaced)
-    graph.replace_all_uses(last, match.conv)
-    for node in reversed(replaced):
-        graph.remove(node.id)
+    activation = "relu" if match.get("relu") is not None else "none"
+    graph.replace_node(conv.id, "fused_conv", [x, w, bias[0], z], {**conv.attrs, "activation": activation})
+    return conv.id
 
 
 def _add_tree(graph: Graph, root: int) -> tuple[list[int], list[int]]:
@@ -88,40 +80,37 @@ def _add_tree(graph: Graph, root: int) -> tuple[list[int], list[int]]:
     return leaves, inner
 
 
-def fuse_sum(graph: Graph, root: int) -> bool:
-    leaves, inner = _add_tree(graph, root)
+def check_sum(graph: Graph, node: Node) -> Match | Refusal:
+    """The add tree rooted here, or why there is none (an inner add is absorbed by its root)."""
+    user = sole_user(graph, node.id)
+    if user is not None and graph.node(user).op in ("add", "sum"):
+        return Refusal(f"its only use is {graph.node(user).name}, whose sum takes it in")
+    _, inner = _add_tree(graph, node.id)
     if not inner:
-        return False
-    node = graph.node(root)
-    shape = node.shape
-    node.op, node.attrs = "sum", {}
-    graph.set_inputs(root, leaves)
-    graph.reinfer(root)
-    assert node.shape == shape, f"{node.name}: sum changed the shape"
-    inherit(node, *(graph.node(i) for i in inner))
-    graph.remove_many(inner)
-    return True
+        return Refusal("no operand is an add or sum without other uses")
+    return Match(node.id, {"inner": tuple(inner)})
 
 
-@register_pass("fuse_add")
-def run(graph: Graph, options: PassOptions) -> PassResult:
+def fuse_sum(graph: Graph, match: Match, namer: Namer) -> int:
+    """((a + b) + c) + d -> sum(a, b, c, d), in the root's place."""
+    leaves, _ = _add_tree(graph, match.root)
+    graph.replace_node(match.root, "sum", leaves)
+    return match.root
+
+
+CONV_ADD = Rule("fuse_conv_add", "add", check_conv_add, fuse_conv_add)
+SUM = Rule("fuse_sum", ("add", "sum"), check_sum, fuse_sum)
+
+
+@register_pass
+@dataclass(frozen=True)
+class FuseAdd(Pass):
     """conv + add (+ relu) -> fused_conv; trees of single-use adds -> sum."""
-    ancestry = Ancestry(graph)
-    # Decide every conv fusion on the unchanged graph: fusing adds the edge z -> conv,
-    # which the ancestry's topological positions do not know.
-    matches = []
-    for nid in ancestry.order:
-        if graph.node(nid).op == "add":
-            match = check_conv_add(graph, nid, ancestry)
-            if not isinstance(match, str):
-                matches.append(match)
-    namer = Namer(graph, ancestry.order)
-    for match in matches:
-        fuse_conv_add(graph, match, namer)
-    # Roots before the adds they absorb: the old order still has every add after its
-    # operands (fusing only added edges into convs), so reversing it serves.
-    sums = 0
-    for nid in reversed(ancestry.order):
-        if nid in graph and graph.node(nid).op in ("add", "sum"):
-            sums += fuse_sum(graph, nid)
-    return PassResult(graph, bool(matches or sums), {"fused_conv": len(matches), "sum": sums})
+
+    name: ClassVar[str] = "fuse_add"
+    rules: ClassVar[tuple[Rule, ...]] = (CONV_ADD, SUM)
+
+    def run(self, graph: Graph) -> PassResult:
+        report = apply_rules(graph, list(self.rules))
+        counts = {"fused_conv": report.counts[CONV_ADD.name], "sum": report.counts[SUM.name]}
+        return PassResult(graph, report.modified, counts, report)

@@ -1,51 +1,20 @@
-"""The pass manager: ordered passes, verification, timing, IR dumps, and blame on failure."""
+"""The pass manager: ordered passes, verification, timing, IR dumps, ``--explain``, and blame.
+
+A pass that fails is named with every pass that ran before it ("in pass fuse_add (after
+shortcuts, dce): ..."), keeping the error's source location and origins."""
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from resdsl.errors import ResdslError
 from resdsl.ir import Graph
 
-
-@dataclass
-class PassOptions:
-    """Options some passes read; the CLI fills them from flags."""
-
-    shortcut: str | None = None  # A, B or C; None: the model's own default
-    residual_scale: str | None = None  # None, "inv-depth" or a number as text
-
-
-@dataclass
-class PassResult:
-    graph: Graph
-    modified: bool
-    counts: dict[str, int] = field(default_factory=dict)
-
-
-PassFn = Callable[[Graph, PassOptions], PassResult]
-
-
-@dataclass(frozen=True)
-class PassInfo:
-    name: str
-    fn: PassFn
-    doc: str
-
-
-PASSES: dict[str, PassInfo] = {}
-
-
-def register_pass(name: str) -> Callable[[PassFn], PassFn]:
-    def wrap(fn: PassFn) -> PassFn:
-        doc = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
-        PASSES[name] = PassInfo(name, fn, doc)
-        return fn
-
-    return wrap
+from .base import Pass, PassOptions, PassResult
+from .spec import resolve
 
 
 @dataclass
@@ -62,6 +31,7 @@ class PassRecord:
 class PipelineResult:
     graph: Graph
     records: list[PassRecord]
+    explained: list[str] = field(default_factory=list)  # what --explain asked for, one text per pass
 
     def table(self) -> str:
         rows = [("pass", "ms", "nodes", "rewrote")]
@@ -80,53 +50,68 @@ def _compute_count(graph: Graph) -> int:
 
 def run_passes(
     graph: Graph,
-    names: list[str],
+    passes: str | Sequence[str | Pass],
     options: PassOptions | None = None,
     verify: bool = False,
     dump_dir: str | None = None,
     dump_after: str | None = None,
+    explain: str | None = None,
 ) -> PipelineResult:
     """Run passes in order on a copy of ``graph``.
 
-    ``dump_after`` is a pass name or "all": after it, ``NNN_<pass>.txt`` and ``.dot`` land in ``dump_dir``.
+    ``passes`` is a pipeline text (``"shortcuts{mode=A},dce"``) or a list of names, texts
+    and pass objects; ``options`` (the legacy flags) fill the options they map to.
+    ``dump_after`` is a pass name or "all": after it, ``NNN_<pass>.txt`` and ``.dot`` land in
+    ``dump_dir``. ``explain`` names a pass or rule whose refusals go to ``explained``.
     """
-    options = options or PassOptions()
-    unknown = [n for n in names if n not in PASSES]
-    if unknown:
-        raise ResdslError(f"unknown pass {', '.join(unknown)}", hint=f"known passes: {', '.join(PASSES)}")
+    pipeline = resolve(passes, options)
+    names = [p.name for p in pipeline]
     if dump_after and dump_after != "all" and dump_after not in names:
         raise ResdslError(f"--dump-after {dump_after}: that pass is not in the pipeline ({', '.join(names)})")
+    if explain is not None:
+        _check_explain(explain, pipeline)
     graph = graph.copy()
-    records: list[PassRecord] = []
+    result = PipelineResult(graph, [])
     if dump_dir and dump_after:
         os.makedirs(dump_dir, exist_ok=True)
         _dump(graph, dump_dir, 0, "input")
-    for i, name in enumerate(names, start=1):
+    for i, p in enumerate(pipeline, start=1):
         before = _compute_count(graph)
         t0 = time.perf_counter()
+        ran = f" (after {', '.join(r.name for r in result.records)})" if result.records else ""
         try:
-            result = PASSES[name].fn(graph, options)
-        except ResdslError:
-            raise
+            out = p.run(graph)
+        except ResdslError as e:
+            raise ResdslError(f"in pass {p.name}{ran}: {e.message}", e.loc, e.hint, e.origins) from e
         except Exception as e:
-            ran = ", ".join(r.name for r in records) or "none"
-            raise ResdslError(f"pass {name!r} failed: {type(e).__name__}: {e} (passes before it: {ran})") from e
+            raise ResdslError(f"in pass {p.name}{ran}: internal error: {type(e).__name__}: {e}") from e
         ms = (time.perf_counter() - t0) * 1e3
-        if not isinstance(result, PassResult):
-            raise TypeError(f"pass {name!r} returned {type(result).__name__}, not PassResult")
-        graph = result.graph
+        if not isinstance(out, PassResult):
+            raise TypeError(f"pass {p.name!r} returned {type(out).__name__}, not PassResult")
+        graph = out.graph
         if verify:
             try:
                 graph.verify()
             except ResdslError as e:
-                ran = ", ".join(r.name for r in records) or "none"
                 raise ResdslError(
-                    f"graph invalid after pass {name!r} (passes before it: {ran}): {e.message}", e.loc
+                    f"graph invalid after pass {p.name}{ran}: {e.message}", e.loc, e.hint, e.origins
                 ) from e
-        records.append(PassRecord(name, ms, before, _compute_count(graph), result.modified, dict(result.counts)))
-        if dump_dir and dump_after in ("all", name):
-            _dump(graph, dump_dir, i, name)
-    return PipelineResult(graph, records)
+        result.records.append(PassRecord(p.name, ms, before, _compute_count(graph), out.modified, dict(out.counts)))
+        if explain is not None and out.report is not None and explain in (p.name, *(r.name for r in p.rules)):
+            result.explained.append(out.report.explain(explain, None if explain == p.name else explain))
+        if dump_dir and dump_after in ("all", p.name):
+            _dump(graph, dump_dir, i, p.name)
+    result.graph = graph
+    return result
+
+
+def _check_explain(explain: str, pipeline: list[Pass]) -> None:
+    known = [name for p in pipeline if p.rules for name in (p.name, *(r.name for r in p.rules))]
+    if explain not in known:
+        raise ResdslError(
+            f"--explain {explain}: no pass or rule of that name in the pipeline is written as rules",
+            hint=f"use one of {', '.join(known) or '(none in this pipeline)'}",
+        )
 
 
 def _dump(graph: Graph, directory: str, index: int, name: str) -> None:

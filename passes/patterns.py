@@ -1,9 +1,7 @@
-"""Small helpers the rewrite passes share: use queries, fresh names, bounded ancestry, cleanup.
+"""Small helpers the rewrite passes share: use queries, fresh names, cleanup.
 
-A rewrite here is written as a ``check`` that returns either a match (a small
-dataclass) or a string saying why the pattern does not apply, and a ``rewrite``
-that applies a match. The reason keeps each rule's conditions readable in one
-place, and tests assert it, so a refusal is never silent guesswork.
+Rules themselves (check with a reason, rewrite) and the driver that applies them are in
+``rewrite.py``; source locations pass to replacements through ``Graph.inherit``.
 
 Everything here is linear in what it touches: deep networks (a 1001-layer ResNet
 has ~8,000 nodes) must not pay a whole-graph scan per rewrite.
@@ -13,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from resdsl.ir import Graph, Node
+from resdsl.ir import Graph
 
 
 def sole_user(graph: Graph, nid: int) -> int | None:
@@ -26,16 +24,6 @@ def sole_user(graph: Graph, nid: int) -> int | None:
 
 def is_param(graph: Graph, nid: int) -> bool:
     return graph.node(nid).op == "param"
-
-
-def inherit(node: Node, *replaced: Node) -> None:
-    """Record the source locations of nodes a rewrite replaced, so errors still point home."""
-    locs = list(node.origins)
-    for old in replaced:
-        for loc in (old.loc, *old.origins):
-            if loc is not None and loc != node.loc and loc not in locs:
-                locs.append(loc)
-    node.origins = tuple(locs)
 
 
 class Namer:

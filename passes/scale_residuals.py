@@ -15,6 +15,8 @@ with such an operand is already scaled, so a second run changes nothing.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -22,7 +24,7 @@ from resdsl.errors import ResdslError
 from resdsl.ir import CONST, Graph
 from resdsl.residual import Ancestry, residual_operands
 
-from .manager import PassOptions, PassResult, register_pass
+from .base import Pass, PassResult, option, register_pass
 from .patterns import Namer
 
 ROLE = "residual_scale"
@@ -51,12 +53,26 @@ def _scale(graph: Graph, add: int, operand: int, value: float, namer: Namer) -> 
     graph.set_input(add, graph.args(add).index(operand), mul)
 
 
-@register_pass("scale_residuals")
-def run(graph: Graph, options: PassOptions) -> PassResult:
+@register_pass
+@dataclass(frozen=True)
+class ScaleResiduals(Pass):
     """Scale residuals: shortcut by 1/L (inv-depth) or branch by a constant alpha."""
-    if not options.residual_scale:
-        return PassResult(graph, False, {"scaled": 0})
-    mode = parse(options.residual_scale)
+
+    name: ClassVar[str] = "scale_residuals"
+    scale: str | None = option(None, flag="residual_scale", help="inv-depth, or ALPHA (x + ALPHA*F(x)); off by default")
+
+    def __post_init__(self) -> None:
+        if self.scale:
+            parse(self.scale)  # a bad scale is an error where it is written, not when the pass runs
+
+    def run(self, graph: Graph) -> PassResult:
+        if not self.scale:
+            return PassResult(graph, False, {"scaled": 0})
+        return scale(graph, parse(self.scale))
+
+
+def scale(graph: Graph, mode: str | float) -> PassResult:
+    """Scale every residual add not yet scaled; an add already scaled still counts towards L."""
     ancestry = Ancestry(graph)
     residuals, done = [], 0
     for nid in ancestry.order:

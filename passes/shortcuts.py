@@ -15,6 +15,9 @@ operand is the one that feeds the other. Options (He et al. 2015):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import numpy as np
 
 from resdsl import residual
@@ -23,14 +26,26 @@ from resdsl.init import he_normal
 from resdsl.ir import BUFFER, WEIGHT, Graph
 from resdsl.shapes import broadcast, fmt
 
-from .manager import PassOptions, PassResult, register_pass
+from .base import Pass, PassResult, option, register_pass
 from .patterns import Namer
 
 
-@register_pass("shortcuts")
-def run(graph: Graph, options: PassOptions) -> PassResult:
+@register_pass
+@dataclass(frozen=True)
+class Shortcuts(Pass):
     """Insert projection (B/C) or parameter-free (A) shortcuts where a residual add needs one."""
-    mode = (options.shortcut or graph.meta.get("shortcut") or "B").upper()
+
+    name: ClassVar[str] = "shortcuts"
+    mode: str | None = option(
+        None, flag="shortcut", choices=("A", "B", "C"), help="A, B or C; default: the model's own, else B"
+    )
+
+    def run(self, graph: Graph) -> PassResult:
+        return run(graph, self.mode)
+
+
+def run(graph: Graph, shortcut: str | None) -> PassResult:
+    mode = (shortcut or graph.meta.get("shortcut") or "B").upper()
     if mode not in ("A", "B", "C"):
         raise ResdslError(f"unknown shortcut option {mode!r}", hint="use A, B or C")
     counts = {"projections": 0, "parameter_free": 0}

@@ -1,6 +1,7 @@
 """The ``resdsl`` command line. Each subcommand lives in ``resdsl/commands/<name>.py``.
 
-User errors print one ``resdsl: error: ...`` line and exit 2; ``--debug`` shows the traceback.
+User errors print one ``resdsl: error: ...`` line (then, indented, the model line it points
+at, when it has one) and exit 2; ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     except ResdslError as e:
         if args.debug:
             raise
-        sys.stderr.write(f"resdsl: error: {e.render()}\n")
+        sys.stderr.write(f"resdsl: error: {e.render_long()}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("resdsl: interrupted\n")

@@ -25,13 +25,14 @@ class CompileRequest:
     model: str | None = None
     arguments: dict[str, Any] = field(default_factory=dict)
     level: int = 2
-    passes: list[str] | None = None
+    passes: list[str] | None = None  # pass names or pipeline texts ("shortcuts{mode=A},dce"); None: -O level
     shortcut: str | None = None
     residual_scale: str | None = None
     weights: str | None = None
     verify: bool = False
     dump_after: str | None = None
     dump_dir: str | None = None
+    explain: str | None = None  # a pass or rule whose refusals the pipeline result explains
 
 
 def canonicalize(graph: Graph, shortcut: str | None = None) -> Graph:
@@ -99,28 +100,32 @@ def provenance(path: str, model: str, arguments: dict[str, Any]) -> dict[str, An
 
 def build_graph(req: CompileRequest) -> tuple[Graph, Any]:
     """Build the model and run the requested passes; returns the graph and the pipeline result."""
-    from resdsl.passes import LEVELS, PassOptions, pipeline, run_passes
+    from resdsl.passes import LEVELS, PassOptions, pipeline, resolve, run_passes
 
     model = pick_model(req.path, req.model)
     raw = build_model(model, **req.arguments)
     raw.meta["source"] = req.path
+    if req.level not in LEVELS:
+        raise ResdslError(f"unknown optimisation level -O{req.level}", hint=f"use one of {sorted(LEVELS)}")
+    options = PassOptions(shortcut=req.shortcut, residual_scale=req.residual_scale)
+    passes = resolve(req.passes if req.passes is not None else pipeline(req.level, options), options)
+    if "shortcuts" not in [p.name for p in passes]:
+        passes = [*resolve(["shortcuts"], options), *passes]
+    chosen = {p.name: p for p in passes}  # the options the pipeline runs with, flags or text
+    shortcut = chosen["shortcuts"].mode
     if req.weights:
         # Weights name the canonical graph's parameters (projections included): canonicalise first.
         from .weights import load_weights_file
 
-        raw = canonicalize(raw, req.shortcut)
+        raw = canonicalize(raw, shortcut)
         load_weights_file(raw, req.weights)
-    if req.level not in LEVELS:
-        raise ResdslError(f"unknown optimisation level -O{req.level}", hint=f"use one of {sorted(LEVELS)}")
-    options = PassOptions(shortcut=req.shortcut, residual_scale=req.residual_scale)
-    names = req.passes if req.passes is not None else pipeline(req.level, options)
-    if "shortcuts" not in names:
-        names = ["shortcuts", *names]
-    result = run_passes(raw, names, options, verify=req.verify, dump_dir=req.dump_dir, dump_after=req.dump_after)
+    result = run_passes(
+        raw, passes, verify=req.verify, dump_dir=req.dump_dir, dump_after=req.dump_after, explain=req.explain
+    )
     prov = provenance(req.path, model.name, req.arguments)
     # What changes the function, so that `resdsl run --check` rebuilds the same one.
-    prov["shortcut"] = req.shortcut or model.shortcut
-    prov["residual_scale"] = req.residual_scale
+    prov["shortcut"] = shortcut or model.shortcut
+    prov["residual_scale"] = chosen["scale_residuals"].scale if "scale_residuals" in chosen else None
     if req.weights:
         prov["weights"] = os.path.abspath(req.weights)
     result.graph.meta["provenance"] = prov

@@ -54,26 +54,41 @@ def caller_loc() -> SourceLoc | None:
 class ResdslError(Exception):
     """An error in the user's model or command, reported without a traceback.
 
-    ``loc`` names the model file and line; ``hint`` says what to do about it.
+    ``loc`` names the model file and line; ``hint`` says what to do about it; ``origins``
+    are the lines of the nodes a rewrite fused into the offending one, so an error in
+    fused code still names every line the user wrote for it.
     """
 
-    def __init__(self, message: str, loc: SourceLoc | None = None, hint: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        loc: SourceLoc | None = None,
+        hint: str | None = None,
+        origins: tuple[SourceLoc, ...] = (),
+    ):
         self.message = message
         self.loc = loc
         self.hint = hint
+        self.origins = tuple(origins)
         super().__init__(self.render())
 
     def render(self) -> str:
         text = f"{self.loc}: {self.message}" if self.loc else self.message
+        if self.origins:
+            text += f" (fused from {', '.join(str(o) for o in self.origins)})"
         if self.hint:
             text += f" ({self.hint})"
         return text
 
     def render_long(self) -> str:
-        """The one-line message followed by the offending source line."""
-        text = self.render()
+        """The one-line message followed by the offending source line (and those fused into it)."""
+        lines = [self.render()]
         if self.loc is not None:
             src = self.loc.source_line()
             if src:
-                text += f"\n    {self.loc.line} | {src}"
-        return text
+                lines.append(f"    {self.loc.line} | {src}")
+        for origin in self.origins:
+            src = origin.source_line()
+            if src:
+                lines.append(f"    {origin} | {src}")
+        return "\n".join(lines)

@@ -195,6 +195,46 @@ class Graph:
         for index, src in enumerate(srcs):
             self._g.add_edge(src, nid, key=index)
 
+    def replace_node(self, nid: int, op: str, inputs: Iterable[int], attrs: Mapping[str, Any] | None = None) -> None:
+        """Make ``nid`` compute ``op(inputs){attrs}`` in place: its id, name, location and uses stay.
+
+        A rewrite that fuses nodes into one keeps the survivor's identity this way, so
+        names (and the weights named after them) do not change; the shape is re-inferred.
+        """
+        node = self.node(nid)
+        opdef = registry.get(op)
+        inputs = list(inputs)
+        try:
+            attrs = opdef.normalize_attrs(dict(attrs or {}))
+            if not opdef.arity_ok(len(inputs)):
+                raise registry.ShapeError(f"{op} takes inputs {opdef.inputs}, got {len(inputs)}")
+        except registry.ShapeError as e:
+            raise ResdslError(f"{node.name}: {e}", node.loc, origins=node.origins) from None
+        node.op, node.attrs = op, attrs
+        self.set_inputs(nid, inputs)
+        self.reinfer(nid)
+
+    def inherit(self, nid: int, replaced: Iterable[int]) -> None:
+        """Record on ``nid`` the source locations of the nodes a rewrite folded into it."""
+        node = self.node(nid)
+        locs = list(node.origins)
+        for old in (self.node(r) for r in replaced):
+            for loc in (old.loc, *old.origins):
+                if loc is not None and loc != node.loc and loc not in locs:
+                    locs.append(loc)
+        node.origins = tuple(locs)
+
+    def set_param(self, name: str, value: np.ndarray, kind: str | None = None) -> None:
+        """Give parameter ``name`` a new array (same shape); arrays are shared by copies, so never written into."""
+        if name not in self.parameters:
+            raise KeyError(f"no parameter {name!r}")
+        value = np.array(value, dtype=np.float32, order="C")
+        if value.shape != self.parameters[name].shape:
+            raise ValueError(f"parameter {name!r}: new shape {value.shape} != {self.parameters[name].shape}")
+        self.parameters[name] = value
+        if kind is not None:
+            self.param_kind[name] = kind
+
     def remove(self, nid: int) -> None:
         """Remove a node that nothing uses; a parameter node also drops its array."""
         self.remove_many([nid])
@@ -214,7 +254,8 @@ class Graph:
                 raise ValueError(f"cannot remove {node.name}: it still has uses")
         names = {self.node(n).attrs["name"] for n in doomed if self.node(n).op == "param"}
         self._g.remove_nodes_from(doomed)
-        names -= {self.node(n).attrs["name"] for n in self._g.nodes if self.node(n).op == "param"}
+        if names:  # the scan is the cost of removing a parameter: none to remove, no scan
+            names -= {self.node(n).attrs["name"] for n in self._g.nodes if self.node(n).op == "param"}
         for name in names:
             self.parameters.pop(name, None)
             self.param_kind.pop(name, None)
@@ -226,7 +267,7 @@ class Graph:
         try:
             node.shape = tuple(opdef.infer([self.node(i).shape for i in self.args(nid)], node.attrs))
         except registry.ShapeError as e:
-            raise ResdslError(str(e), node.loc) from None
+            raise ResdslError(str(e), node.loc, origins=node.origins) from None
 
     def copy(self) -> Graph:
         """A deep copy whose arrays are shared (passes replace arrays, never mutate them)."""
@@ -247,7 +288,7 @@ class Graph:
     # ------------------------------------------------------------ checking
 
     def verify(self) -> None:
-        """Check structure and shapes; raise ResdslError naming the node and its source line."""
+        """Check structure and shapes; raise ResdslError naming the node, its source line and what was fused into it."""
         if not nx.is_directed_acyclic_graph(self._g):
             cycle = nx.find_cycle(self._g)
             raise ResdslError(f"graph has a cycle through {self.node(cycle[0][0]).name}")
@@ -255,15 +296,19 @@ class Graph:
         for nid in self.topo_order():
             node = self.node(nid)
             if node.name in names:
-                raise ResdslError(f"two nodes are named {node.name!r}", node.loc, "names must be unique")
+                raise ResdslError(f"two nodes are named {node.name!r}", node.loc, "names must be unique", node.origins)
             names[node.name] = nid
             opdef = registry.get(node.op)
             args = self.args(nid)
             keys = sorted(k for _, _, k in self._g.in_edges(nid, keys=True))
             if keys != list(range(len(args))):
-                raise ResdslError(f"{node.name}: input indices {keys} have gaps", node.loc)
+                raise ResdslError(f"{node.name}: input indices {keys} have gaps", node.loc, origins=node.origins)
             if not opdef.arity_ok(len(args)):
-                raise ResdslError(f"{node.name}: {node.op} takes {opdef.inputs}, has {len(args)} inputs", node.loc)
+                raise ResdslError(
+                    f"{node.name}: {node.op} takes {opdef.inputs}, has {len(args)} inputs",
+                    node.loc,
+                    origins=node.origins,
+                )
             if node.op == "param":
                 pname = node.attrs["name"]
                 if pname not in self.parameters:
@@ -278,10 +323,12 @@ class Graph:
             try:
                 want = tuple(opdef.infer([self.node(i).shape for i in args], node.attrs))
             except registry.ShapeError as e:
-                raise ResdslError(f"{node.name}: {e}", node.loc, _residual_hint(node)) from None
+                raise ResdslError(f"{node.name}: {e}", node.loc, _residual_hint(node), node.origins) from None
             if want != tuple(node.shape):
                 raise ResdslError(
-                    f"{node.name}: recorded shape {fmt(node.shape)} but {node.op} gives {fmt(want)}", node.loc
+                    f"{node.name}: recorded shape {fmt(node.shape)} but {node.op} gives {fmt(want)}",
+                    node.loc,
+                    origins=node.origins,
                 )
         for nid in self.inputs:
             if nid not in self._g:

@@ -92,7 +92,8 @@ def test_user_errors_are_one_line_exit_2(tmp_path, args, message):
     result = cli(*args)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("resdsl: error: ") and message in lines[0], result.stderr
+    assert lines[0].startswith("resdsl: error: ") and message in lines[0], result.stderr
+    assert all(line.startswith("    ") for line in lines[1:]), result.stderr  # only the source line it points at
     assert "Traceback" not in result.stderr
     assert not os.path.exists(tmp_path / "x.onnx")
 

@@ -188,11 +188,13 @@ def test_fold_batchnorm_keeps_what_cannot_fold():
     graph = canonical(unfoldable)
     folded, record = run_one(graph, "fold_batchnorm")
     assert record.counts == {"folded": 1, "kept": 3}
-    reasons = {n.name: fold_check(folded, n.id) for n in folded.nodes() if n.op == "batch_norm"}
+    reasons = {n.name: fold_check(folded, n).reason for n in folded.nodes() if n.op == "batch_norm"}
     assert set(reasons) == {"bn_shared", "bn_tokens", "bn_input"}
     assert "other uses" in reasons["bn_shared"]
     assert "rank 3" in reasons["bn_tokens"]
     assert "input is input" in reasons["bn_input"]
+    # The rewrite driver reports the same reasons it was given, without a second check.
+    assert PASSES["fold_batchnorm"].cls().run(graph.copy()).report.refused("fold_batchnorm") == reasons
 
 
 # ---------------------------------------------------------------- eliminate_identity

@@ -18,12 +18,21 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 def add_pass_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-O", dest="level", type=int, default=2, choices=(0, 1, 2), help="optimisation level (default 2)")
-    p.add_argument("--passes", help="comma-separated explicit pass list (overrides -O)")
-    p.add_argument("--shortcut", choices=("A", "B", "C"), help="shortcut option (default: the model's, else B)")
+    p.add_argument(
+        "--passes",
+        metavar="PIPELINE",
+        help="explicit pipeline (overrides -O), e.g. 'shortcuts{mode=A},dce,fold_batchnorm'; see 'resdsl passes'",
+    )
+    p.add_argument(
+        "--shortcut",
+        choices=("A", "B", "C"),
+        help="shortcut option (default: the model's, else B); fills shortcuts{mode=}",
+    )
     p.add_argument(
         "--residual-scale",
         metavar="inv-depth|ALPHA",
-        help="inv-depth: x/L + F(x), L the number of residual adds; ALPHA: x + ALPHA*F(x) (off by default)",
+        help="inv-depth: x/L + F(x), L the number of residual adds; ALPHA: x + ALPHA*F(x) (off by default); "
+        "fills scale_residuals{scale=}",
     )
 
 
@@ -38,9 +47,10 @@ def model_arguments(args: argparse.Namespace) -> dict:
 
 
 def pass_list(args: argparse.Namespace) -> list[str] | None:
-    if not getattr(args, "passes", None):
+    """The --passes pipeline text, whole (options in braces may hold commas); parsed by the pass manager."""
+    if not getattr(args, "passes", None) or not args.passes.strip():
         return None
-    return [p.strip() for p in args.passes.split(",") if p.strip()]
+    return [args.passes]
 
 
 def compile_request(args: argparse.Namespace, path: str | None = None, **extra) -> CompileRequest:

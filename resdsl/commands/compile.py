@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 from resdsl.errors import ResdslError
@@ -38,6 +39,11 @@ def add_parser(sub) -> None:
     p.add_argument("--verbose", action="store_true", help="print the pass table")
     p.add_argument("--dump-after", metavar="PASS|all", help="dump the graph after a pass (text and DOT)")
     p.add_argument("--dump-dir", default="resdsl-dump", metavar="DIR", help="where --dump-after writes")
+    p.add_argument(
+        "--explain",
+        metavar="RULE|PASS",
+        help="print to stderr each candidate the rule (or the pass's rules) left alone: node, line and reason",
+    )
     p.set_defaults(func=run)
 
 
@@ -49,10 +55,16 @@ def run(args: argparse.Namespace) -> int:
     if args.mcpu is not None and target.name != "llvm":
         raise ResdslError("--mcpu is for the llvm target", hint="drop --mcpu, or use --target llvm")
     req = compile_request(
-        args, verify=True, dump_after=args.dump_after, dump_dir=args.dump_dir if args.dump_after else None
+        args,
+        verify=True,
+        dump_after=args.dump_after,
+        dump_dir=args.dump_dir if args.dump_after else None,
+        explain=args.explain,
     )
     t0 = time.perf_counter()
     graph, pipeline = build_graph(req)
+    for text in pipeline.explained:
+        sys.stderr.write(text + "\n")
     if args.verbose:
         print(pipeline.table())
     options = EmitOptions(
