@@ -71,7 +71,7 @@ def test_rule_records_where_it_is_defined():
 
 
 def test_driver_counts_refuses_with_reasons_inherits_and_cleans_up():
-    graph = randomize(relus(), seed=1)
+    graph = randomize(resdsl.canonical(relus), seed=1)
     feeds = resdsl.random_inputs(graph, batch=3, seed=2)
     want = resdsl.interpret(graph, feeds)
     out = graph.copy()
@@ -114,7 +114,7 @@ def conv_adds():
 
 
 def test_fuse_add_refusal_reasons():
-    graph = randomize(conv_adds(), seed=4)
+    graph = randomize(resdsl.canonical(conv_adds), seed=4)
     feeds = resdsl.random_inputs(graph, batch=2, seed=5)
     result = FuseAdd().run(graph.copy())
     assert result.counts == {"fused_conv": 1, "sum": 0}
