@@ -1,5 +1,6 @@
 """Helpers the schedule rules share: constant extents, divisors, block lookup, the
-multiply-accumulate test and the generic parallel + vectorise schedule."""
+multiply-accumulate test and the generic parallel + vectorise schedule (CPU); the
+single-reduction lookup, the rule annotation and ``serialize`` (CUDA, checked on llvm)."""
 
 from __future__ import annotations
 
