@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import importlib
 import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
 from resdsl.errors import ResdslError
-from resdsl.feeds import TensorSpec, check_feeds  # noqa: F401  (re-exported for runners)
+from resdsl.feeds import TensorSpec, check_feeds  # noqa: F401  (re-exported)
 from resdsl.ir import Graph
+
+from .options import CudaOptions, EmitOptions, LlvmOptions, OnnxOptions, TuningDb
 
 
 @dataclass(frozen=True)
@@ -27,30 +30,16 @@ class Target:
 
 
 TARGETS: dict[str, Target] = {
-    "onnx": Target("onnx", "standard ONNX (fused_conv as Conv+Add+activation)", ".onnx", "resdsl.backends.onnx_emit"),
+    "onnx": Target("onnx", "standard ONNX (fused_conv as Conv+Add+activation)", ".onnx", "resdsl.backends.onnx.emit"),
     "onnx-ort": Target(
-        "onnx-ort", "ONNX with ONNX Runtime contrib ops (com.microsoft.FusedConv)", ".onnx", "resdsl.backends.onnx_emit"
+        "onnx-ort", "ONNX with ONNX Runtime contrib ops (com.microsoft.FusedConv)", ".onnx", "resdsl.backends.onnx.emit"
     ),
-    "llvm": Target("llvm", "TVM Relax module for the CPU", ".so", "resdsl.backends.tvm_build"),
+    "llvm": Target("llvm", "TVM Relax module for the CPU", ".so", "resdsl.backends.tvm.build"),
     "cuda": Target(
-        "cuda", "TVM Relax module for NVIDIA GPUs (--arch, default sm_90)", ".so", "resdsl.backends.tvm_build"
+        "cuda", "TVM Relax module for NVIDIA GPUs (--arch, default sm_90)", ".so", "resdsl.backends.tvm.build"
     ),
 }
 ALIASES = {"cpu": "llvm"}
-
-
-@dataclass
-class EmitOptions:
-    """What a backend needs beyond the graph: the target and where the artifact came from."""
-
-    target: str
-    arch: str = "sm_90"
-    batch: int | None = None  # fix the symbolic batch dimension (TVM)
-    db: str | None = None  # MetaSchedule database (a directory) or tile book (.json) to apply (TVM)
-    tophub: bool = True  # apply the tile book resdsl ships for the target CPU (llvm)
-    mcpu: str | None = None  # LLVM CPU name to build for (llvm); default: this machine's
-    winograd: bool = True  # 3x3 stride-1 convs as Winograd F(m, 3) where it pays (llvm)
-    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve_target(name: str) -> Target:
@@ -62,10 +51,43 @@ def resolve_target(name: str) -> Target:
 
 
 def emit(graph: Graph, out_path: str, options: EmitOptions) -> list[str]:
-    """Write the artifact for ``options.target``; returns the files written."""
+    """Write the artifact for ``options.target`` (options are read, never changed); returns the files written."""
     target = resolve_target(options.target)
-    options.target = target.name
     return importlib.import_module(target.module).emit(graph, out_path, options)
+
+
+def make_options(
+    target: str,
+    *,
+    arch: str | None = None,
+    batch: int | None = None,
+    db: str | None = None,
+    mcpu: str | None = None,
+    winograd: bool = True,
+    tophub: bool = True,
+    provenance: Mapping[str, Any] | None = None,
+) -> EmitOptions:
+    """The options record for ``target`` (a name or alias) from the CLI's flags, made once.
+
+    A flag the target does not read is a user mistake when it changes nothing silently:
+    ``--mcpu`` off llvm, ``--db`` on onnx, a tile book as a cuda database.
+    """
+    name = resolve_target(target).name
+    provenance = dict(provenance or {})
+    if mcpu is not None and name != "llvm":
+        raise ResdslError("--mcpu is for the llvm target", hint="drop --mcpu, or use --target llvm")
+    parsed = TuningDb.parse(db) if db is not None else None
+    if name in ("onnx", "onnx-ort"):
+        if parsed is not None:
+            raise ResdslError(f"--db is for the TVM targets (llvm, cuda), not {name}", hint="drop --db")
+        return OnnxOptions(name, provenance)
+    if name == "cuda":
+        if parsed is not None and parsed.kind == "tiles":
+            raise ResdslError(f"{parsed.path} is a CPU tile book, not a database for cuda", hint="drop --db")
+        return CudaOptions(arch or "sm_90", parsed.path if parsed else None, batch, provenance)
+    tiles = parsed.path if parsed is not None and parsed.kind == "tiles" else None
+    metaschedule = parsed.path if parsed is not None and parsed.kind == "metaschedule" else None
+    return LlvmOptions(mcpu, winograd, tophub, tiles, metaschedule, batch, provenance)
 
 
 class Runner(Protocol):
@@ -81,11 +103,11 @@ def open_artifact(path: str, device: str | None = None) -> Runner:
     if not os.path.exists(path):
         raise ResdslError(f"artifact {path!r} does not exist", hint="compile one with 'resdsl compile'")
     if path.endswith(".onnx"):
-        from .ort_runner import OrtRunner
+        from .onnx.runner import OrtRunner
 
         return OrtRunner(path, device)
     if path.endswith(".so"):
-        from .tvm_runner import TvmRunner
+        from .tvm.runner import TvmRunner
 
         return TvmRunner(path, device)
     raise ResdslError(f"cannot run {path!r}: unknown artifact type", hint="expected a .onnx or .so file")

@@ -29,11 +29,11 @@ def example_graph(model: str, image_size: int = 224):
 def ort_cpu_session(graph, threads: int):
     """ONNX Runtime's CPU provider on resdsl's standard ONNX of ``graph``."""
     import onnxruntime as ort
-    from resdsl.backends import EmitOptions, emit
+    from resdsl.backends import OnnxOptions, emit
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "m.onnx")
-        emit(graph, path, EmitOptions(target="onnx"))
+        emit(graph, path, OnnxOptions())
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])

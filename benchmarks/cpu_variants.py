@@ -34,10 +34,11 @@ def main() -> int:
 
     import tvm
     from cpu_common import block_medians, example_graph, ort_cpu_session
-    from resdsl.backends import tvm_schedule
-    from resdsl.backends.tvm_build import tile_books
-    from resdsl.backends.tvm_lower import lower
-    from resdsl.backends.tvm_tiles import merged_tiles
+    from resdsl.backends.tvm import pipeline as tvm_pipeline
+    from resdsl.backends.tvm import target as tvm_target
+    from resdsl.backends.tvm.build import tile_books
+    from resdsl.backends.tvm.lower import lower
+    from resdsl.backends.tvm.tiles.book import merged_tiles
     from tvm import relax
 
     from resdsl.numerics import max_rel_error
@@ -45,9 +46,9 @@ def main() -> int:
     graph, feeds, want = example_graph(args.model, args.image_size)
     sess = ort_cpu_session(graph, args.threads)
     runs = {"ORT": lambda: sess.run(None, feeds)}
-    print(f"{args.model} batch 1, {args.threads} threads, cpu {tvm_schedule.host_cpu()}")
+    print(f"{args.model} batch 1, {args.threads} threads, cpu {tvm_target.host_cpu()}")
     print(f"{'ORT':<28} max_rel_error {max_rel_error(sess.run(None, feeds)[0], want):.1e}")
-    tdict = tvm_schedule.llvm_target()
+    tdict = tvm_target.llvm_target()
     target = tvm.target.Target(tdict)
     book = merged_tiles(tile_books(tdict, None))
     variants = {
@@ -58,7 +59,7 @@ def main() -> int:
     for name, (winograd, tiles) in variants.items():
         t0 = time.perf_counter()
         with tvm.transform.PassContext(opt_level=3):
-            pipeline = tvm_schedule.pipeline(target, tiles=tiles, winograd=winograd)
+            pipeline = tvm_pipeline.pipeline(target, tiles=tiles, winograd=winograd)
             ex = tvm.compile(lower(graph, 1), target, relax_pipeline=pipeline)
         vm = relax.VirtualMachine(ex, tvm.cpu())
         x = [tvm.runtime.tensor(v) for v in feeds.values()]

@@ -10,7 +10,7 @@ On CUDA each model is compiled once per variant (symbolic batch, as ``resdsl com
 does) and run at every ``--batches`` size:
 
 - ``resdsl``: the CUDA pipeline as shipped: NHWC, resdsl's implicit-GEMM rule
-  (``backends/tvm_cuda_schedule.py``) for convolutions and matmuls, DLight for the rest;
+  (``backends/tvm/rules/cuda_gemm.py``, ``cuda_direct.py``) for convolutions and matmuls, DLight for the rest;
 - ``dlight``: the same pipeline with resdsl's rule off (``pipeline(cuda_rules=False)``):
   DLight's default GPU rules schedule every kernel;
 - ``tvm-default``: TVM's own default CUDA pipeline (NCHW, DLight), what ``--target cuda``
@@ -38,7 +38,7 @@ import tempfile
 import time
 
 import numpy as np
-from resdsl.backends import EmitOptions, emit, open_artifact
+from resdsl.backends import OnnxOptions, emit, open_artifact
 from resdsl.passes import pipeline, run_passes
 
 import resdsl
@@ -80,15 +80,15 @@ class VmRunner:
 def build_tvm(graph: resdsl.Graph, variant: str, target_dict: dict) -> VmRunner:
     """Compile ``graph`` (symbolic batch) with the pipeline of ``variant``."""
     import tvm
-    from resdsl.backends import tvm_schedule
-    from resdsl.backends.tvm_lower import lower
+    from resdsl.backends.tvm import pipeline as tvm_pipeline
+    from resdsl.backends.tvm.lower import lower
     from tvm import relax
 
     target = tvm.target.Target(target_dict)
     if variant == "tvm-default":
         relax_pipeline = relax.get_default_pipeline(target)
     else:
-        relax_pipeline = tvm_schedule.pipeline(target, cuda_rules=variant == "resdsl")
+        relax_pipeline = tvm_pipeline.pipeline(target, cuda_rules=variant == "resdsl")
     with tvm.transform.PassContext(opt_level=3):
         executable = tvm.compile(lower(graph, None), target, relax_pipeline=relax_pipeline)
     device = tvm.cuda(0) if target.kind.name == "cuda" else tvm.cpu(0)
@@ -113,7 +113,7 @@ def worst_error(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> floa
 def check_model(name: str, args: argparse.Namespace, arch: str | None, workdir: str) -> bool:
     """Build every variant, check each at every batch size against the interpreter and time it;
     then ONNX Runtime. True when every TVM variant built and is within tolerance."""
-    from resdsl.backends.tvm_schedule import llvm_target
+    from resdsl.backends.tvm.target import llvm_target
 
     graph = run_passes(resdsl.load(RESNET, name, image_size=args.image_size), pipeline(args.level)).graph
     batches = [int(b) for b in args.batches.split(",")]
@@ -139,7 +139,7 @@ def check_model(name: str, args: argparse.Namespace, arch: str | None, workdir: 
         print(f"{name}: {variant}: compiled for {target['kind']} in {time.perf_counter() - t0:.1f} s")
     try:
         onnx_path = os.path.join(workdir, f"{name}.onnx")
-        emit(graph, onnx_path, EmitOptions(target="onnx"))
+        emit(graph, onnx_path, OnnxOptions())
         runners["ort"] = open_artifact(onnx_path, device="cpu" if args.cpu else "cuda")
         print(f"{name}: ort: {runners['ort'].device}")
     except ResdslError as e:

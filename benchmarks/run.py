@@ -112,7 +112,7 @@ def run_child(task: dict) -> dict:
     """The child's side: compile, export from torch, or run an artifact."""
     kind = task["task"]
     if kind == "compile":
-        from resdsl.backends import EmitOptions, emit
+        from resdsl.backends import emit, make_options
 
         from resdsl.driver import CompileRequest, build_graph
 
@@ -123,7 +123,7 @@ def run_child(task: dict) -> dict:
         t0 = time.perf_counter()
         graph, _ = build_graph(req)
         t1 = time.perf_counter()
-        emit(graph, task["out"], EmitOptions(target=task["target"], provenance=graph.meta["provenance"]))
+        emit(graph, task["out"], make_options(task["target"], provenance=graph.meta["provenance"]))
         return {"build_s": t1 - t0, "emit_s": time.perf_counter() - t1, "nodes": len(graph)}
     if kind == "torch_export":
         return torch_export(task)
@@ -262,7 +262,7 @@ class Suite:
     def measure(self, entries: list[tuple[str, str, bool]], batch: int, seconds: float) -> dict[str, object]:
         """Bench (label, path, ort_optimize) side by side at one batch; returns label -> BenchResult."""
         from resdsl.backends import open_artifact
-        from resdsl.backends.ort_runner import OrtRunner
+        from resdsl.backends.onnx.runner import OrtRunner
 
         from resdsl.bench import Artifact, bench
 

@@ -1,5 +1,5 @@
 """TVM on the CPU against ONNX Runtime, in one process: TVM's default pipeline, resdsl's
-schedules (``backends/tvm_schedule``) and, with --db, a tuned database.
+schedules (``backends/tvm/pipeline.py``) and, with --db, a tuned database.
 
     .venv/bin/python benchmarks/tvm_cpu.py --model resnet50 [--default] [--symbolic] [--db DIR] [--threads 2]
     .venv/bin/python benchmarks/tvm_cpu.py --model vit       # ViT-Ti/16 from examples/transformer.py
@@ -44,8 +44,9 @@ def main() -> int:
 
     import tvm
     from cpu_common import example_graph, ort_cpu_session
-    from resdsl.backends import tvm_schedule
-    from resdsl.backends.tvm_lower import lower
+    from resdsl.backends.tvm import pipeline as tvm_pipeline
+    from resdsl.backends.tvm import target as tvm_target
+    from resdsl.backends.tvm.lower import lower
     from tvm import relax
 
     from resdsl.numerics import max_rel_error
@@ -54,13 +55,13 @@ def main() -> int:
     sess = ort_cpu_session(graph, args.threads)
 
     variants = [("tvm default", {"kind": "llvm"}, None, 1)] if args.default else []
-    variants.append(("tvm resdsl schedules", tvm_schedule.llvm_target(), tvm_schedule.pipeline, 1))
+    variants.append(("tvm resdsl schedules", tvm_target.llvm_target(), tvm_pipeline.pipeline, 1))
     if args.symbolic:
-        variants.append(("tvm resdsl batch N", tvm_schedule.llvm_target(), tvm_schedule.pipeline, None))
+        variants.append(("tvm resdsl batch N", tvm_target.llvm_target(), tvm_pipeline.pipeline, None))
     if args.db:
-        variants.append(("tvm tuned db", tvm_schedule.llvm_target(), tvm_schedule.pipeline, 1))
+        variants.append(("tvm tuned db", tvm_target.llvm_target(), tvm_pipeline.pipeline, 1))
     print(
-        f"{args.model} batch 1, {args.image_size}x{args.image_size}, {args.threads} threads, cpu {tvm_schedule.host_cpu()}"
+        f"{args.model} batch 1, {args.image_size}x{args.image_size}, {args.threads} threads, cpu {tvm_target.host_cpu()}"
     )
     for name, tdict, make, batch in variants:
         target = tvm.target.Target(tdict)

@@ -30,18 +30,20 @@ def main() -> int:
     import tvm
     from cpu_common import block_medians
     from helpers import single_op
-    from resdsl.backends import tvm_schedule, tvm_winograd
-    from resdsl.backends.tvm_lower import lower
+    from resdsl.backends.tvm import pipeline as tvm_pipeline
+    from resdsl.backends.tvm import target as tvm_target
+    from resdsl.backends.tvm import winograd
+    from resdsl.backends.tvm.lower import lower
     from tvm import relax
 
     import resdsl
     from resdsl.numerics import max_rel_error
 
-    rule = tvm_winograd.use_winograd
+    rule = winograd.use_winograd
     if args.m:
-        tvm_winograd.use_winograd = lambda shape: args.m
+        winograd.use_winograd = lambda shape: args.m
     shapes = SHAPES if not args.shapes else [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
-    target = tvm.target.Target(tvm_schedule.llvm_target())
+    target = tvm.target.Target(tvm_target.llvm_target())
     print(
         f"{'shape (HxW, C->K), m':<26}{'direct ms':>10}{'winograd ms':>12}{'ratio':>7}  err direct / winograd  compile s"
     )
@@ -57,7 +59,7 @@ def main() -> int:
         for wino in (False, True):
             t0 = time.perf_counter()
             with tvm.transform.PassContext(opt_level=3):
-                ex = tvm.compile(lower(g, 1), target, relax_pipeline=tvm_schedule.pipeline(target, winograd=wino))
+                ex = tvm.compile(lower(g, 1), target, relax_pipeline=tvm_pipeline.pipeline(target, winograd=wino))
             secs.append(time.perf_counter() - t0)
             vm = relax.VirtualMachine(ex, tvm.cpu())
             x = [tvm.runtime.tensor(v) for v in feeds.values()]
@@ -66,7 +68,7 @@ def main() -> int:
         blocks = block_medians(dict(enumerate(fns)), args.blocks, args.reps, shuffle=False)
         d, w = (1e3 * float(np.median(b)) for b in blocks.values())
         print(
-            f"{size}x{size}, {cin}->{cout}, m={args.m or rule(tvm_winograd.ConvShape(size, size, cin, cout))}".ljust(26)
+            f"{size}x{size}, {cin}->{cout}, m={args.m or rule(winograd.ConvShape(size, size, cin, cout))}".ljust(26)
             + f"{d:10.3f}{w:12.3f}{w / d:7.2f}  {errs[0]:.1e} / {errs[1]:.1e}   {secs[0]:.1f} / {secs[1]:.1f}"
         )
     return 0

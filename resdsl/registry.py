@@ -136,3 +136,19 @@ def get(name: str) -> OpDef:
         return OPS[name]
     except KeyError:
         raise KeyError(f"unknown op {name!r}; known ops: {', '.join(sorted(OPS))}") from None
+
+
+# Which ops each backend lowers: filled by each backend's lowering module at import, so
+# ``missing_lowerings`` can answer without a backend keeping a second list.
+LOWERED: dict[str, set[str]] = {}
+SOURCES = frozenset({"input", "param"})  # graph sources: no backend lowers them as ops
+
+
+def register_backend(name: str, ops) -> None:
+    """Record that backend ``name`` lowers ``ops`` (the keys of its lowering table)."""
+    LOWERED[name] = set(ops)
+
+
+def missing_lowerings(name: str) -> list[str]:
+    """The registered ops backend ``name`` cannot lower (sources excepted), sorted."""
+    return sorted(set(OPS) - SOURCES - LOWERED.get(name, set()))

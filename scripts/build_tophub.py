@@ -5,7 +5,7 @@
 Writes ``resdsl/tophub/llvm-<mcpu>.json`` (this machine's LLVM CPU name), which
 ``resdsl compile --target llvm`` then applies on every machine of that CPU family.
 Run it on a quiet machine: each tile is timed in this process, and a busy neighbour
-makes the choice noisy (``tvm_tiles.MIN_GAIN`` guards against recording noise).
+makes the choice noisy (``tiles.search.MIN_GAIN`` guards against recording noise).
 Every model is searched at batch 1 and its usual input size; kernels of the same
 shape in several models are searched once.
 """
@@ -42,8 +42,9 @@ def main() -> int:
     parser.add_argument("--out", help="book to write (default: the shipped one for this CPU)")
     args = parser.parse_args()
 
-    from resdsl.backends.tvm_schedule import host_cpu, llvm_target
-    from resdsl.backends.tvm_tiles import search_tiles, shipped_book_path
+    from resdsl.backends.tvm.target import host_cpu, llvm_target
+    from resdsl.backends.tvm.tiles.book import shipped_book_path
+    from resdsl.backends.tvm.tiles.search import search_tiles
 
     from resdsl.driver import CompileRequest, build_graph
 

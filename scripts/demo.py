@@ -12,7 +12,7 @@ import tempfile
 import time
 
 import numpy as np
-from resdsl.backends import EmitOptions, emit, open_artifact
+from resdsl.backends import CudaOptions, LlvmOptions, OnnxOptions, emit, open_artifact
 
 import resdsl
 from resdsl.driver import CompileRequest, build_graph
@@ -31,7 +31,7 @@ def demo(out_dir: str) -> int:
     t0 = time.perf_counter()
     graph, pipeline = build_graph(CompileRequest(MODEL_FILE, "resnet50", verify=True))
     print(pipeline.table())
-    emit(graph, artifact, EmitOptions(target="onnx-ort", provenance=graph.meta["provenance"]))
+    emit(graph, artifact, OnnxOptions("onnx-ort", provenance=graph.meta["provenance"]))
     print(
         f"compiled resnet50 -> {artifact} ({os.path.getsize(artifact) / 1e6:.1f} MB) in {time.perf_counter() - t0:.1f} s"
     )
@@ -56,12 +56,12 @@ def tvm_demo(graph, image: np.ndarray, reference: np.ndarray, out_dir: str) -> i
     """The TVM targets: build resnet50 for CUDA (no GPU needed to compile) and run the CPU module."""
     cuda = os.path.join(out_dir, "resnet50_cuda.so")
     t0 = time.perf_counter()
-    emit(graph, cuda, EmitOptions(target="cuda", arch="sm_90", provenance=graph.meta["provenance"]))
+    emit(graph, cuda, CudaOptions(arch="sm_90", provenance=graph.meta["provenance"]))
     print(f"compiled resnet50 for cuda sm_90 -> {os.path.basename(cuda)} in {time.perf_counter() - t0:.1f} s")
 
     cpu = os.path.join(out_dir, "resnet50_llvm.so")
     t0 = time.perf_counter()
-    emit(graph, cpu, EmitOptions(target="llvm", provenance=graph.meta["provenance"]))
+    emit(graph, cpu, LlvmOptions(provenance=graph.meta["provenance"]))
     print(f"compiled resnet50 for llvm -> {os.path.basename(cpu)} in {time.perf_counter() - t0:.1f} s")
     runner = open_artifact(cpu)
     t0 = time.perf_counter()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from helpers import assert_close, interpret_random, single_op
 from op_cases import op_cases
-from resdsl.backends import EmitOptions, emit
-from resdsl.backends.ort_runner import OrtRunner
+from resdsl.backends import OnnxOptions, emit
+from resdsl.backends.onnx.runner import OrtRunner
 
 from resdsl import registry
 
@@ -14,11 +17,18 @@ CASES = op_cases()
 
 
 def test_every_op_has_a_case_and_a_lowering():
-    from resdsl.backends.onnx_emit import LOWERING
+    import resdsl.backends.onnx.emit  # noqa: F401  (registers the table)
 
     covered = {op for _, op, *_ in CASES} | {"input", "param"}
     assert covered == set(registry.OPS)
-    assert set(LOWERING) | {"input", "param"} == set(registry.OPS)
+    assert registry.missing_lowerings("onnx") == [] and registry.missing_lowerings("onnx-ort") == []
+
+
+def test_runner_does_not_import_the_emitter():
+    """Running a .onnx needs onnxruntime, not the emitter nor the onnx package it builds models with."""
+    code = "import sys, resdsl.backends.onnx.runner; print([m for m in sys.modules if 'emit' in m or m == 'onnx'])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("flavour", ["onnx", "onnx-ort"])
@@ -28,7 +38,7 @@ def test_op_against_onnxruntime(case, flavour, tmp_path):
     graph = single_op(op, shapes, attrs, params)
     feeds, want = interpret_random(graph, batch=2)
     path = str(tmp_path / "op.onnx")
-    emit(graph, path, EmitOptions(target=flavour))
+    emit(graph, path, OnnxOptions(flavour))
     for optimize in (True, False):
         got = OrtRunner(path, "cpu", optimize=optimize).run(feeds)
         assert_close(got, want)

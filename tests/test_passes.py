@@ -351,15 +351,15 @@ def test_resnet50_o2_counts_and_outputs(resnet50):
     assert not any(r.modified for r in again.records)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("resdsl.backends.onnx_emit") is None, reason="no ONNX emitter")
+@pytest.mark.skipif(importlib.util.find_spec("resdsl.backends.onnx.emit") is None, reason="no ONNX emitter")
 @pytest.mark.parametrize("target", ["onnx", "onnx-ort"])
 def test_resnet50_o2_through_onnx_runtime(resnet50, target, tmp_path):
-    from resdsl.backends import EmitOptions, emit, open_artifact
-    from resdsl.backends.ort_runner import OrtRunner
+    from resdsl.backends import emit, make_options, open_artifact
+    from resdsl.backends.onnx.runner import OrtRunner
 
     _, result, feeds, want = resnet50
     path = str(tmp_path / f"resnet50-{target}.onnx")
-    emit(result.graph, path, EmitOptions(target=target))
+    emit(result.graph, path, make_options(target))
     assert_close(open_artifact(path, "cpu").run(feeds), want)
     assert_close(OrtRunner(path, "cpu", optimize=False).run(feeds), want)  # ORT's own fusions off
 

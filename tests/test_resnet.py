@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from helpers import assert_close, example, interpret_random
-from resdsl.backends import EmitOptions, emit, open_artifact
-from resdsl.backends.ort_runner import OrtRunner
+from resdsl.backends import OnnxOptions, emit, open_artifact
+from resdsl.backends.onnx.runner import OrtRunner
 
 import resdsl
 
@@ -85,7 +85,7 @@ def test_onnx_bytes_are_deterministic(tmp_path):
     for i in range(2):
         g = resdsl.load(RESNET, "resnet18", image_size=32)
         paths.append(str(tmp_path / f"m{i}.onnx"))
-        emit(g, paths[-1], EmitOptions(target="onnx"))
+        emit(g, paths[-1], OnnxOptions())
     assert open(paths[0], "rb").read() == open(paths[1], "rb").read()
 
 
@@ -102,6 +102,6 @@ def test_end_to_end_onnxruntime_equals_interpreter(model_file, name, kwargs, tmp
     graph = randomize(resdsl.load(model_file, name, **kwargs))
     feeds, want = interpret_random(graph, batch=2)
     path = str(tmp_path / "m.onnx")
-    emit(graph, path, EmitOptions(target="onnx"))
+    emit(graph, path, OnnxOptions())
     assert_close(open_artifact(path, "cpu").run(feeds), want)
     assert_close(OrtRunner(path, "cpu", optimize=False).run(feeds), want)

@@ -111,9 +111,9 @@ def test_option_a_cannot_shrink():
 
 
 def test_projection_preserves_randomised_function_through_onnx(tmp_path):
-    from resdsl.backends import EmitOptions, emit, open_artifact
+    from resdsl.backends import OnnxOptions, emit, open_artifact
 
     g = randomize(resdsl.canonical(conv_net))
     feeds = resdsl.random_inputs(g, 2)
-    emit(g, str(tmp_path / "m.onnx"), EmitOptions(target="onnx"))
+    emit(g, str(tmp_path / "m.onnx"), OnnxOptions())
     assert_close(open_artifact(str(tmp_path / "m.onnx"), "cpu").run(feeds), resdsl.interpret(g, feeds))

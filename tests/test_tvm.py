@@ -3,25 +3,30 @@ reference interpreter; CUDA builds on a machine without a GPU; every runner erro
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from helpers import assert_close, example, interpret_random, randomize, single_op
 from op_cases import op_cases
-from resdsl.backends import EmitOptions, emit, open_artifact, tvm_build
-from resdsl.backends.tvm_build import compile_graph, sha256_file
-from resdsl.backends.tvm_lower import LOWERINGS
-from resdsl.backends.tvm_runner import TvmRunner
-from resdsl.backends.tvm_schedule import llvm_target
+from resdsl.backends import CudaOptions, LlvmOptions, emit, make_options, open_artifact
 from resdsl.passes import pipeline, run_passes
 
 import resdsl
 from resdsl import nn, registry
 
 tvm = pytest.importorskip("tvm")
+
+from resdsl.backends.tvm import artifact, build  # noqa: E402
+from resdsl.backends.tvm.artifact import sha256_file  # noqa: E402
+from resdsl.backends.tvm.build import compile_graph  # noqa: E402
+from resdsl.backends.tvm.runner import TvmRunner  # noqa: E402
+from resdsl.backends.tvm.target import llvm_target  # noqa: E402
 
 CASES = op_cases()
 RESNET = example("resnet.py")
@@ -48,7 +53,34 @@ def run_in_memory(graph: resdsl.Graph, feeds: dict) -> dict:
 
 
 def test_every_registered_op_has_a_lowering():
-    assert set(LOWERINGS) | {"input", "param"} == set(registry.OPS)
+    import resdsl.backends.tvm.lower  # noqa: F401  (registers the table)
+
+    assert registry.missing_lowerings("tvm") == []
+
+
+def test_runner_does_not_import_the_compiler():
+    """Loading a .so to run it needs the sidecar format and the CPU checks, not the schedules."""
+    code = (
+        "import sys, resdsl.backends.tvm.runner; "
+        "print([m for m in sys.modules if any(w in m for w in ('schedule', 'winograd', 'rules', 'lower', 'tiles'))])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_options_are_per_target_and_frozen(tmp_path):
+    """--db is parsed once: a tile book is llvm's ``tiles``, a directory its ``db``; onnx takes none."""
+    book = make_options("cpu", db=str(tmp_path / "t.json"))
+    assert isinstance(book, LlvmOptions) and book.tiles == str(tmp_path / "t.json") and book.db is None
+    assert make_options("llvm", db=str(tmp_path)).db == str(tmp_path)
+    with pytest.raises(resdsl.ResdslError, match="--db is for the TVM targets"):
+        make_options("onnx", db=str(tmp_path))
+    with pytest.raises(resdsl.ResdslError, match="CPU tile book, not a database for cuda"):
+        make_options("cuda", db="t.json")
+    with pytest.raises(resdsl.ResdslError, match="--batch must be a positive integer"):
+        make_options("llvm", batch=0)
+    with pytest.raises(dataclasses.FrozenInstanceError):  # emit cannot change its caller's options
+        make_options("cpu").batch = 2
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
@@ -96,7 +128,7 @@ def built(request, tmp_path_factory):
     name, level = request.param
     graph = _graph(name, level)
     path = str(tmp_path_factory.mktemp("tvm") / f"{name}.so")
-    files = emit(graph, path, EmitOptions(target="llvm", provenance={"model": name}))
+    files = emit(graph, path, LlvmOptions(provenance={"model": name}))
     assert files == [path, path[:-3] + ".json"]
     return graph, path
 
@@ -129,14 +161,14 @@ def test_sidecar_describes_the_library(built):
 @pytest.fixture(scope="module")
 def tiny_path(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("tiny") / "tiny.so")
-    emit(randomize(resdsl.load(example("tiny.py"))), path, EmitOptions(target="llvm"))
+    emit(randomize(resdsl.load(example("tiny.py"))), path, LlvmOptions())
     return path
 
 
 def test_fixed_batch_is_recorded_and_enforced(tmp_path):
     graph = randomize(resdsl.load(example("tiny.py")))
     path = str(tmp_path / "b2.so")
-    emit(graph, path, EmitOptions(target="cpu", batch=2))
+    emit(graph, path, make_options("cpu", batch=2))
     meta = json.load(open(tmp_path / "b2.json"))
     assert meta["batch"] == 2 and meta["inputs"][0]["shape"] == [2, 3, 32, 32]
     runner = open_artifact(path)
@@ -151,7 +183,7 @@ def test_cuda_builds_without_a_gpu(tmp_path):
         pytest.skip("examples/resnet.py is not there yet")
     graph = randomize(resdsl.load(RESNET, "resnet18", image_size=64))
     path = str(tmp_path / "r18_cuda.so")
-    emit(graph, path, EmitOptions(target="cuda", provenance={"model": "resnet18"}))
+    emit(graph, path, CudaOptions(provenance={"model": "resnet18"}))
     meta = json.load(open(tmp_path / "r18_cuda.json"))
     assert meta["target"]["kind"] == "cuda" and meta["target"]["arch"] == "sm_90" and meta["arch"] == "sm_90"
     assert meta["device"] == "cuda" and meta["sha256"] == sha256_file(path)
@@ -167,11 +199,11 @@ def test_cuda_builds_without_a_gpu(tmp_path):
 
 def test_cuda_arch_is_passed_through_and_checked(tmp_path):
     graph = dense_mlp(width=8, depth=1)
-    emit(graph, str(tmp_path / "m.so"), EmitOptions(target="cuda", arch="sm_80", batch=4))
+    emit(graph, str(tmp_path / "m.so"), CudaOptions(arch="sm_80", batch=4))
     meta = json.load(open(tmp_path / "m.json"))
     assert meta["target"]["arch"] == "sm_80" and meta["batch"] == 4
     with pytest.raises(resdsl.ResdslError, match="invalid CUDA architecture"):
-        emit(graph, str(tmp_path / "bad.so"), EmitOptions(target="cuda", arch="ampere"))
+        emit(graph, str(tmp_path / "bad.so"), CudaOptions(arch="ampere"))
     assert not (tmp_path / "bad.so").exists()
 
 
@@ -234,9 +266,9 @@ def test_failed_emit_leaves_nothing(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise resdsl.ResdslError("sidecar failed")
 
-    monkeypatch.setattr(tvm_build.json, "dump", boom)
+    monkeypatch.setattr(build.json, "dump", boom)
     with pytest.raises(resdsl.ResdslError, match="sidecar failed"):
-        emit(dense_mlp(width=8, depth=1), str(tmp_path / "m.so"), EmitOptions(target="llvm"))
+        emit(dense_mlp(width=8, depth=1), str(tmp_path / "m.so"), LlvmOptions())
     assert os.listdir(tmp_path) == []
 
 
@@ -252,8 +284,8 @@ def test_cli_compile_and_run_check(tmp_path, capsys):
 
 def test_library_for_a_richer_cpu_is_refused(tmp_path):
     path = str(tmp_path / "tiny.so")
-    emit(resdsl.load(example("tiny.py")), path, EmitOptions(target="llvm"))
-    meta_path = tvm_build.sidecar_path(path)
+    emit(resdsl.load(example("tiny.py")), path, LlvmOptions())
+    meta_path = artifact.sidecar_path(path)
     meta = json.load(open(meta_path))
     assert "sse2" in meta["cpu_flags"]
     meta["cpu_flags"].append("avx1024_imaginary")
@@ -266,15 +298,15 @@ def test_library_for_a_richer_cpu_is_refused(tmp_path):
 def test_database_is_checked_and_applied_on_both_targets(target, tmp_path):
     graph = resdsl.load(example("tiny.py"))
     with pytest.raises(resdsl.ResdslError, match="does not exist") as info:
-        emit(graph, str(tmp_path / "x.so"), EmitOptions(target=target, db=str(tmp_path / "nodb")))
+        emit(graph, str(tmp_path / "x.so"), make_options(target, db=str(tmp_path / "nodb")))
     assert "TVM failed" not in str(info.value)
     db = tmp_path / "db"
     db.mkdir()
     for name in ("database_workload.json", "database_tuning_record.json"):
         (db / name).write_text("")
     path = str(tmp_path / "m.so")
-    emit(graph, path, EmitOptions(target=target, db=str(db)))
-    assert json.load(open(tvm_build.sidecar_path(path)))["db"] == str(db)
+    emit(graph, path, make_options(target, db=str(db)))
+    assert json.load(open(artifact.sidecar_path(path)))["db"] == str(db)
     if target == "llvm":
         feeds, want = interpret_random(graph)
         assert_close(TvmRunner(path).run(feeds), want)

@@ -1,4 +1,4 @@
-"""resdsl's CUDA implicit-GEMM schedule (backends/tvm_cuda_schedule.py), checked without a GPU.
+"""resdsl's CUDA implicit-GEMM schedule (backends/tvm/rules/cuda_gemm.py, cuda_direct.py), checked without a GPU.
 
 The schedule's index arithmetic (im2col through ``reindex``, ``pad_einsum`` for ragged
 shapes, the tile splits and the cooperative shared-memory fetches) is checked by
@@ -23,8 +23,9 @@ from resdsl.numerics import TOLERANCE, max_rel_error
 
 tvm = pytest.importorskip("tvm")
 
-from resdsl.backends import tvm_cuda_schedule as cs  # noqa: E402
-from resdsl.backends import tvm_schedule  # noqa: E402
+from resdsl.backends.tvm import cuda_report  # noqa: E402
+from resdsl.backends.tvm import pipeline as tvm_pipeline  # noqa: E402
+from resdsl.backends.tvm.rules import cuda_direct, cuda_gemm  # noqa: E402
 
 N = "N"
 CUDA = {"kind": "cuda", "arch": "sm_90", "host": {"kind": "llvm"}}
@@ -75,18 +76,18 @@ def serial_llvm_run(graph: resdsl.Graph, batch: int | None, feeds: dict) -> tupl
     from tvm import relax
 
     target = cuda_target()
-    mod = tvm_schedule.fused_module(graph, target, batch)
+    mod = tvm_pipeline.fused_module(graph, target, batch)
     scheduled = 0
     with target:
         for gv, func in mod.functions_items():
             if not isinstance(func, tvm.tirx.PrimFunc):
                 continue
-            sch = cs.schedule_gemm(func, bind=False) or cs.schedule_direct_conv(func, bind=False)
+            sch = cuda_gemm.schedule_gemm(func, bind=False) or cuda_direct.schedule_direct_conv(func, bind=False)
             if sch is not None:
                 mod[gv] = sch.mod["main"]
                 scheduled += 1
     llvm = tvm.target.Target({"kind": "llvm"})
-    cpu = tvm_schedule._backend(llvm)
+    cpu = tvm_pipeline._backend(llvm)
 
     @tvm.transform.module_pass(opt_level=0, name="LowerScheduled")
     def lower_scheduled(m, _ctx):
@@ -151,7 +152,7 @@ def test_serial_schedule_of_operands_stored_the_other_way():
     feeds, want = interpret_random(graph, batch=2)
     x, w = te.placeholder((2, 5, 9, 9), name="x"), te.placeholder((12, 5, 3, 3), name="w")
     y = topi.nn.conv2d_nchw(x, w, 2, 1, 1)
-    sch = cs.schedule_gemm(te.create_prim_func([x, w, y]), bind=False)
+    sch = cuda_gemm.schedule_gemm(te.create_prim_func([x, w, y]), bind=False)
     out = _run_kernel(sch.mod["main"], [feeds["x0"], graph.parameters["w"], np.zeros((2, 12, 5, 5), np.float32)])
     assert max_rel_error(out, want["y"]) < TOLERANCE
 
@@ -160,7 +161,7 @@ def test_serial_schedule_of_operands_stored_the_other_way():
     a_te, b_te = te.placeholder((40, 37), name="a"), te.placeholder((40, 24), name="b")
     k = te.reduce_axis((0, 40), name="k")
     c = te.compute((37, 24), lambda i, j: te.sum(a_te[k, i] * b_te[k, j], axis=k), name="c")
-    sch = cs.schedule_gemm(te.create_prim_func([a_te, b_te, c]), bind=False)
+    sch = cuda_gemm.schedule_gemm(te.create_prim_func([a_te, b_te, c]), bind=False)
     out = _run_kernel(sch.mod["main"], [a_t, b, np.zeros((37, 24), np.float32)])
     assert max_rel_error(out, a_t.T.astype(np.float64) @ b) < TOLERANCE
 
@@ -179,8 +180,8 @@ def _unit_rows(func) -> bool:
 def test_every_conv_and_matmul_is_taken_by_the_rule(model, batch):
     graph = _resnet18() if model == "resnet18" else _vit()
     target = cuda_target()
-    mod = tvm_schedule.fused_module(graph, target, batch)
-    report = cs.cuda_schedule_report(mod, target)
+    mod = tvm_pipeline.fused_module(graph, target, batch)
+    report = cuda_report.cuda_schedule_report(mod, target)
     macs = {name for name in report if "conv2d" in name or "matmul" in name}
     assert any("conv2d" in name for name in macs) and any("matmul" in name for name in macs)
     for name in macs:
@@ -188,7 +189,7 @@ def test_every_conv_and_matmul_is_taken_by_the_rule(model, batch):
             assert report[name] in ("GEMV", "Reduction"), (name, report[name])
         else:
             assert report[name].startswith("implicit_gemm"), (name, report[name])
-    assert cs.cuda_schedule_report(mod, target, own_rules=False)[sorted(macs)[0]] != report[sorted(macs)[0]]
+    assert cuda_report.cuda_schedule_report(mod, target, own_rules=False)[sorted(macs)[0]] != report[sorted(macs)[0]]
 
 
 @pytest.mark.parametrize("case", GROUPED, ids=[c[0] for c in GROUPED])
@@ -196,8 +197,8 @@ def test_grouped_convolution_gets_the_direct_schedule(case):
     """No single GEMM: one output a thread (not DLight's GeneralReduction), same numbers."""
     graph = single_op(*case[1:])
     target = cuda_target()
-    report = cs.cuda_schedule_report(tvm_schedule.fused_module(graph, target, 2), target)
-    assert [v for k, v in report.items() if "conv" in k] == [f"direct_conv {cs.DIRECT_THREADS} threads"]
+    report = cuda_report.cuda_schedule_report(tvm_pipeline.fused_module(graph, target, 2), target)
+    assert [v for k, v in report.items() if "conv" in k] == [f"direct_conv {cuda_direct.DIRECT_THREADS} threads"]
     feeds, want = interpret_random(graph, batch=2)
     got, scheduled = serial_llvm_run(graph, 2, feeds)
     assert scheduled == 1
@@ -207,11 +208,11 @@ def test_grouped_convolution_gets_the_direct_schedule(case):
 def test_tile_choice_fills_the_gpu():
     """Large maps get large tiles; 7x7 maps at batch 1 small ones, until the grid has a block per
     SM; a symbolic batch a middle one; few channels a narrow one."""
-    assert cs.choose_tile(56 * 56 * 8, 256) == cs.GemmTile(8, 4)
-    assert cs.choose_tile(56 * 56, 64) == cs.GemmTile(1, 4)  # 196 blocks
-    assert cs.choose_tile(7 * 7, 2048) == cs.GemmTile(1, 2)  # 4 x 64 = 256 blocks
-    assert cs.choose_tile(None, 256) == cs.GemmTile(4, 4)
-    assert cs.choose_tile(9, 10) == cs.GemmTile(1, 1)
+    assert cuda_gemm.choose_tile(56 * 56 * 8, 256) == cuda_gemm.GemmTile(8, 4)
+    assert cuda_gemm.choose_tile(56 * 56, 64) == cuda_gemm.GemmTile(1, 4)  # 196 blocks
+    assert cuda_gemm.choose_tile(7 * 7, 2048) == cuda_gemm.GemmTile(1, 2)  # 4 x 64 = 256 blocks
+    assert cuda_gemm.choose_tile(None, 256) == cuda_gemm.GemmTile(4, 4)
+    assert cuda_gemm.choose_tile(9, 10) == cuda_gemm.GemmTile(1, 1)
 
 
 # ---------------------------------------------------------------- (c) the CUDA module and its source
@@ -228,21 +229,21 @@ def _cuda_source(executable) -> str:
 
 def test_cuda_module_compiles_and_has_shared_tiles():
     """ResNet's 56x56 3x3 conv at batch 8: 64x64 tiles, 4x4 accumulators a thread."""
-    from resdsl.backends.tvm_lower import lower
+    from resdsl.backends.tvm.lower import lower
 
     graph = single_op("conv2d", [(N, 64, 56, 56)], {"padding": 1}, {"w": (64, 64, 3, 3), "b": (64,)})
     target = cuda_target()
-    tile = cs.choose_tile(8 * 56 * 56, 64)
-    assert tile == cs.GemmTile(4, 4)
+    tile = cuda_gemm.choose_tile(8 * 56 * 56, 64)
+    assert tile == cuda_gemm.GemmTile(4, 4)
     with tvm.transform.PassContext(opt_level=3):
-        ex = tvm.compile(lower(graph, 8), target, relax_pipeline=tvm_schedule.pipeline(target))
+        ex = tvm.compile(lower(graph, 8), target, relax_pipeline=tvm_pipeline.pipeline(target))
     src = _cuda_source(ex)
     kernel = src[src.index("__launch_bounds__(256) fused_conv2d") :]
     kernel = kernel[kernel.index("{") :]
     kernel = kernel[: kernel.index('extern "C"')] if 'extern "C"' in kernel else kernel
     shared = dict((name, int(n)) for name, n in re.findall(r"__shared__ alignas\(\d+\) float (\w+)\[(\d+)\]", kernel))
     # The input tile BM x BK, rows padded to BK + 1; the weight tile BK x BN.
-    assert sorted(shared.values()) == sorted([tile.bm * (cs.BK + 1), cs.BK * tile.bn])
+    assert sorted(shared.values()) == sorted([tile.bm * (cuda_gemm.BK + 1), cuda_gemm.BK * tile.bn])
     assert kernel.count("__syncthreads()") == 2  # before the fetch and before the compute
     assert "float4" in kernel  # the thread's 4 weights: one vector load from shared memory
     assert f"float conv2d_nhwc_intermediate_reindex_local_ptr[{tile.tm * tile.tn}]" in kernel
@@ -250,14 +251,14 @@ def test_cuda_module_compiles_and_has_shared_tiles():
 
 def test_rules_can_be_switched_off():
     """``pipeline(cuda_rules=False)`` (gpu_check's "dlight" variant) leaves the conv to DLight."""
-    from resdsl.backends.tvm_lower import lower
+    from resdsl.backends.tvm.lower import lower
 
     graph = single_op("conv2d", [(N, 8, 9, 9)], {"padding": 1}, {"w": (16, 8, 3, 3)})
     target = cuda_target()
     sources = {}
     for rules in (True, False):
         with tvm.transform.PassContext(opt_level=3):
-            pipe = tvm_schedule.pipeline(target, cuda_rules=rules)
+            pipe = tvm_pipeline.pipeline(target, cuda_rules=rules)
             sources[rules] = _cuda_source(tvm.compile(lower(graph, 1), target, relax_pipeline=pipe))
     # Only resdsl's schedule stages each thread's operands from shared memory into registers.
     assert "reindex_pad_shared_local" in sources[True] and "shared_local" not in sources[False]
@@ -269,7 +270,7 @@ def test_rules_can_be_switched_off():
 @pytest.mark.skipif(not tvm.cuda(0).exist, reason="no CUDA GPU here")
 @pytest.mark.parametrize("model", ["convs", "resnet18", "vit"])
 def test_cuda_module_equals_interpreter(model):
-    from resdsl.backends.tvm_lower import lower
+    from resdsl.backends.tvm.lower import lower
     from tvm import relax
 
     graphs = (
@@ -280,7 +281,7 @@ def test_cuda_module_equals_interpreter(model):
     target = cuda_target()
     for graph in graphs:
         with tvm.transform.PassContext(opt_level=3):
-            ex = tvm.compile(lower(graph, None), target, relax_pipeline=tvm_schedule.pipeline(target))
+            ex = tvm.compile(lower(graph, None), target, relax_pipeline=tvm_pipeline.pipeline(target))
         vm = relax.VirtualMachine(ex, tvm.cuda(0))
         for batch in (1, 3):
             feeds, want = interpret_random(graph, batch=batch, seed=batch)

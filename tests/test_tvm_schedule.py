@@ -7,14 +7,17 @@ import numpy as np
 import pytest
 from helpers import assert_close, example, interpret_random, randomize, single_op
 from op_cases import op_cases
-from resdsl.backends import tvm_schedule
-from resdsl.backends.tvm_lower import lower
 from resdsl.passes import pipeline, run_passes
 
 import resdsl
 from resdsl import nn
 
 tvm = pytest.importorskip("tvm")
+
+from resdsl.backends.tvm import pipeline as tvm_pipeline  # noqa: E402
+from resdsl.backends.tvm import target as tvm_target  # noqa: E402
+from resdsl.backends.tvm.lower import lower  # noqa: E402
+from resdsl.backends.tvm.rules import kernel  # noqa: E402
 
 # (op, input shapes, attrs, params): stride 1 and 2, 3x3 and 1x1, with and without the epilogue.
 CONV = {"dilation": 1, "groups": 1}
@@ -55,9 +58,9 @@ CASES += [
 
 
 def _compile(graph, batch: int | None, db: str | None = None):
-    target = tvm.target.Target(tvm_schedule.llvm_target())
+    target = tvm.target.Target(tvm_target.llvm_target())
     with tvm.transform.PassContext(opt_level=3):
-        return tvm.compile(lower(graph, batch), target, relax_pipeline=tvm_schedule.pipeline(target, db))
+        return tvm.compile(lower(graph, batch), target, relax_pipeline=tvm_pipeline.pipeline(target, db))
 
 
 def _run(executable, graph, feeds) -> dict:
@@ -79,9 +82,9 @@ def test_scheduled_op_equals_interpreter(case, batch):
 
 def _scheduled(graph, batch: int = 1):
     """The module after resdsl's schedules, before TIR lowering."""
-    target = tvm.target.Target(tvm_schedule.llvm_target())
+    target = tvm.target.Target(tvm_target.llvm_target())
     with target:
-        passes = tvm_schedule.fused_passes(target) + tvm_schedule.schedule_passes(target)
+        passes = tvm_pipeline.fused_passes(target) + tvm_pipeline.schedule_passes(target)
         return tvm.transform.Sequential(passes)(lower(graph, batch))
 
 
@@ -112,8 +115,8 @@ def test_conv_kernel_is_parallel_vectorized_and_fused():
 
 
 def test_prime_rows_pad_to_a_full_tile():
-    assert tvm_schedule.padded_rows(197) == 11  # 18 tiles of 11 rows: one padded row
-    assert 7 <= tvm_schedule.padded_rows(17) <= tvm_schedule.MAX_ROWS
+    assert kernel.padded_rows(197) == 11  # 18 tiles of 11 rows: one padded row
+    assert 7 <= kernel.padded_rows(17) <= kernel.MAX_ROWS
 
 
 def test_prime_token_matmul_is_tiled():
@@ -126,11 +129,11 @@ def test_prime_token_matmul_is_tiled():
 
 
 def test_tile_fills_the_registers():
-    tile = tvm_schedule.choose_tile(14, 256, 16, 1, 256 * 256 * 9, 256 * 16 * 16)
+    tile = kernel.choose_tile(14, 256, 16, 1, 256 * 256 * 9, 256 * 16 * 16)
     assert (tile.rows, tile.reg, tile.vec) == (14, 2, 16)
-    tile = tvm_schedule.choose_tile(7, 512, 16, 1, 512 * 512 * 9, 512 * 9 * 9)
+    tile = kernel.choose_tile(7, 512, 16, 1, 512 * 512 * 9, 512 * 9 * 9)
     assert (tile.rows, tile.reg, tile.vec) == (7, 4, 16)
-    tile = tvm_schedule.choose_tile(5, 10, 8, 1, 1, 1)  # 10 channels: 2-lane vectors
+    tile = kernel.choose_tile(5, 10, 8, 1, 1, 1)  # 10 channels: 2-lane vectors
     assert (tile.vec, tile.reg) == (2, 1)
 
 
@@ -140,7 +143,7 @@ def test_non_mac_functions_are_not_kernels():
     mod = _scheduled(graph)
     for gv, func in mod.functions_items():
         if isinstance(func, tvm.tirx.PrimFunc):
-            assert tvm_schedule.schedule_kernel(func, 16) is None, gv.name_hint
+            assert kernel.schedule_kernel(func, 16) is None, gv.name_hint
 
 
 # ---------------------------------------------------------------- a database replaces the rule
@@ -156,11 +159,12 @@ def block():
 def test_tuned_record_replaces_the_rule(tmp_path):
     """Write a record by hand (a different but valid schedule of one kernel) and check the
     compile with --db uses it for that kernel only, with unchanged numbers."""
-    from resdsl.backends.tvm_tune import extract_tasks, fused_module
+    from resdsl.backends.tvm.pipeline import fused_module
+    from resdsl.backends.tvm.tune import extract_tasks
     from tvm.s_tir import meta_schedule as ms
 
     graph = run_passes(randomize(block()), pipeline(2)).graph
-    target = tvm.target.Target(tvm_schedule.llvm_target())
+    target = tvm.target.Target(tvm_target.llvm_target())
     tasks = [t for t in extract_tasks(fused_module(graph, target, 1), target) if "conv2d" in t.task_name]
     task = tasks[0]
     mod = task.dispatched[0]
@@ -173,9 +177,9 @@ def test_tuned_record_replaces_the_rule(tmp_path):
     db.commit_tuning_record(ms.database.TuningRecord(sch.trace, workload, [1e-6], target, args))
 
     def kernel(db_dir):
-        target = tvm.target.Target(tvm_schedule.llvm_target())
+        target = tvm.target.Target(tvm_target.llvm_target())
         with target:
-            passes = tvm_schedule.fused_passes(target) + tvm_schedule.schedule_passes(target, db_dir)
+            passes = tvm_pipeline.fused_passes(target) + tvm_pipeline.schedule_passes(target, db_dir)
             scheduled = tvm.transform.Sequential(passes)(lower(graph, 1))
         return {
             gv.name_hint.removesuffix("_prepacked"): f.script()
@@ -193,9 +197,9 @@ def test_tuned_record_replaces_the_rule(tmp_path):
 
 def test_missing_database_is_a_user_error(tmp_path):
     with pytest.raises(resdsl.ResdslError, match="does not exist"):
-        tvm_schedule.check_db(str(tmp_path / "nope"))
+        tvm_pipeline.check_db(str(tmp_path / "nope"))
     with pytest.raises(resdsl.ResdslError, match="not a MetaSchedule database"):
-        tvm_schedule.check_db(str(tmp_path))
+        tvm_pipeline.check_db(str(tmp_path))
 
 
 def test_rules_keep_resnet_equal_to_interpreter():

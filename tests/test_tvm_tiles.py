@@ -9,8 +9,7 @@ import os
 
 import pytest
 from helpers import assert_close, interpret_random, randomize
-from resdsl.backends import EmitOptions, emit, tvm_schedule, tvm_tiles
-from resdsl.backends.tvm_lower import lower
+from resdsl.backends import LlvmOptions, emit, make_options
 from resdsl.passes import pipeline, run_passes
 from test_cli import cli
 
@@ -18,6 +17,12 @@ import resdsl
 from resdsl import nn
 
 tvm = pytest.importorskip("tvm")
+
+from resdsl.backends.tvm import pipeline as tvm_pipeline  # noqa: E402
+from resdsl.backends.tvm import target as tvm_target  # noqa: E402
+from resdsl.backends.tvm.lower import lower  # noqa: E402
+from resdsl.backends.tvm.rules import kernel  # noqa: E402
+from resdsl.backends.tvm.tiles import book as tile_book  # noqa: E402
 
 
 @resdsl.model
@@ -33,29 +38,30 @@ def _graph():
 
 def _kernels(graph, tiles):
     """name -> TIR of each scheduled conv kernel, compiled with ``tiles``."""
-    target = tvm.target.Target(tvm_schedule.llvm_target())
+    target = tvm.target.Target(tvm_target.llvm_target())
     with target:
-        passes = tvm_schedule.fused_passes(target) + tvm_schedule.schedule_passes(target, None, tiles)
+        passes = tvm_pipeline.fused_passes(target) + tvm_pipeline.schedule_passes(target, None, tiles)
         mod = tvm.transform.Sequential(passes)(lower(graph, 1))
     return {gv.name_hint: f.script() for gv, f in mod.functions_items() if "conv2d" in gv.name_hint}
 
 
 def _shapes(graph):
-    target = tvm.target.Target(tvm_schedule.llvm_target())
-    from resdsl.backends.tvm_tune import extract_tasks, fused_module
+    target = tvm.target.Target(tvm_target.llvm_target())
+    from resdsl.backends.tvm.pipeline import fused_module
+    from resdsl.backends.tvm.tune import extract_tasks
 
     tasks = extract_tasks(fused_module(graph, target, 1), target)
-    shapes = [tvm_schedule.kernel_shape(t.dispatched[0]["main"], 16) for t in tasks]
+    shapes = [kernel.kernel_shape(t.dispatched[0]["main"], 16) for t in tasks]
     return [s for s in shapes if s is not None]
 
 
 def test_candidates_fit_and_start_with_the_rule():
-    shape = tvm_schedule.MacShape((1, 28), 28, 128, (3, 3, 64), 30 * 30 * 64, 9 * 64 * 128)
-    candidates = tvm_schedule.tile_candidates(shape, 16)
-    assert candidates[0] == tvm_schedule.default_tile(shape, 16)
+    shape = kernel.MacShape((1, 28), 28, 128, (3, 3, 64), 30 * 30 * 64, 9 * 64 * 128)
+    candidates = kernel.tile_candidates(shape, 16)
+    assert candidates[0] == kernel.default_tile(shape, 16)
     assert len(set(candidates)) == len(candidates) > 4
     for tile in candidates:
-        assert tvm_schedule.tile_fits(tile, shape, 16)
+        assert kernel.tile_fits(tile, shape, 16)
         assert tile.rows * tile.reg <= 28
     assert shape.key() == "1x28/28x128/r3x3x64/d57600/w73728"
 
@@ -63,22 +69,22 @@ def test_candidates_fit_and_start_with_the_rule():
 def test_a_book_record_changes_one_kernel_and_not_the_numbers(tmp_path):
     graph = _graph()
     shape = next(s for s in _shapes(graph) if s.reduction == (3, 3, 24))
-    rule = tvm_schedule.default_tile(shape, 16)
-    other = next(t for t in tvm_schedule.tile_candidates(shape, 16) if t.rows != rule.rows)
+    rule = kernel.default_tile(shape, 16)
+    other = next(t for t in kernel.tile_candidates(shape, 16) if t.rows != rule.rows)
     plain, tuned = _kernels(graph, None), _kernels(graph, {shape.key(): other})
     changed = [name for name in plain if plain[name] != tuned[name]]
     assert len(changed) >= 1 and all("conv2d_" in n or "conv2d" in n for n in changed)
     assert len(changed) < len(plain)  # the 1x1 conv kept its tile
     # Through emit: the book file is applied, named in the sidecar, and the numbers are unchanged.
-    book = tvm_tiles.TileBook(tvm_schedule.host_cpu().mcpu, 16)
-    book.records[shape.key()] = tvm_tiles.TileRecord(other, 1.0, 2.0, "conv1")
+    book = tile_book.TileBook(tvm_target.host_cpu().mcpu, 16)
+    book.records[shape.key()] = tile_book.TileRecord(other, 1.0, 2.0, "conv1")
     path = str(tmp_path / "book.json")
-    tvm_tiles.save_book(book, path)
+    tile_book.save_book(book, path)
     out = str(tmp_path / "m.so")
-    emit(graph, out, EmitOptions(target="llvm", db=path, tophub=False))
+    emit(graph, out, make_options("llvm", db=path, tophub=False))
     meta = json.load(open(tmp_path / "m.json"))
     assert meta["tile_books"] == [{"path": path, "kernels": 1}]
-    from resdsl.backends.tvm_runner import TvmRunner
+    from resdsl.backends.tvm.runner import TvmRunner
 
     feeds, want = interpret_random(graph, batch=2)
     assert_close(TvmRunner(out).run(feeds), want)
@@ -88,8 +94,8 @@ def test_stale_record_falls_back_to_the_rule():
     """A record whose tile does not divide the kernel (a book from another version) is ignored."""
     graph = _graph()
     shape = next(s for s in _shapes(graph) if s.reduction == (3, 3, 24))
-    bad = tvm_schedule.Tile(5, 3, 16, False)
-    assert not tvm_schedule.tile_fits(bad, shape, 16)
+    bad = kernel.Tile(5, 3, 16, False)
+    assert not kernel.tile_fits(bad, shape, 16)
     assert _kernels(graph, {shape.key(): bad}) == _kernels(graph, None)
 
 
@@ -99,7 +105,7 @@ def test_tune_writes_a_book_that_compile_applies(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "kernels searched" in r.stdout and "searching tiles for" in r.stderr
     data = json.load(open(book))
-    assert data["format"] == tvm_tiles.FORMAT and data["models"] == ["tiny"]
+    assert data["format"] == tile_book.FORMAT and data["models"] == ["tiny"]
     out = str(tmp_path / "tiny.so")
     r = cli("compile", "examples/tiny.py", "--target", "llvm", "--db", book, "-o", out)
     assert r.returncode == 0, r.stderr
@@ -111,13 +117,13 @@ def test_book_errors_are_user_errors(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     with pytest.raises(resdsl.ResdslError, match="not a tile book"):
-        tvm_tiles.load_book(str(bad))
+        tile_book.load_book(str(bad))
     with pytest.raises(resdsl.ResdslError, match="cannot read tile book"):
-        tvm_tiles.load_book(str(tmp_path / "missing.json"))
-    narrow = tvm_tiles.TileBook("haswell", 8)
-    tvm_tiles.save_book(narrow, str(tmp_path / "avx2.json"))
+        tile_book.load_book(str(tmp_path / "missing.json"))
+    narrow = tile_book.TileBook("haswell", 8)
+    tile_book.save_book(narrow, str(tmp_path / "avx2.json"))
     with pytest.raises(resdsl.ResdslError, match="tuned for haswell"):
-        tvm_tiles.books_for("emeraldrapids", 16, str(tmp_path / "avx2.json"))
+        tile_book.books_for("emeraldrapids", 16, str(tmp_path / "avx2.json"))
     r = cli("compile", "examples/tiny.py", "--target", "cuda", "--db", str(tmp_path / "avx2.json"), "-o", "x.so")
     assert r.returncode == 2 and "CPU tile book" in r.stderr
     r = cli("tune", "examples/tiny.py", "--target", "cuda", "--method", "tiles")
@@ -126,11 +132,11 @@ def test_book_errors_are_user_errors(tmp_path):
 
 def test_shipped_book_is_applied_unless_switched_off(tmp_path, monkeypatch):
     shipped = tmp_path / "llvm-test.json"
-    tvm_tiles.save_book(tvm_tiles.TileBook("test", 16), str(shipped))
-    monkeypatch.setattr(tvm_tiles, "shipped_book_path", lambda mcpu: str(shipped))
+    tile_book.save_book(tile_book.TileBook("test", 16), str(shipped))
+    monkeypatch.setattr(tile_book, "shipped_book_path", lambda mcpu: str(shipped))
     graph = _graph()
-    emit(graph, str(tmp_path / "a.so"), EmitOptions(target="llvm"))
-    emit(graph, str(tmp_path / "b.so"), EmitOptions(target="llvm", tophub=False))
+    emit(graph, str(tmp_path / "a.so"), LlvmOptions())
+    emit(graph, str(tmp_path / "b.so"), LlvmOptions(tophub=False))
     assert json.load(open(tmp_path / "a.json"))["tile_books"] == [
         {"path": "resdsl/tophub/llvm-test.json", "kernels": 0}
     ]
@@ -142,7 +148,7 @@ SHIPPED = sorted(glob.glob(os.path.join(os.path.dirname(resdsl.__file__), "tophu
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[os.path.basename(p) for p in SHIPPED])
 def test_shipped_books_are_valid(path):
-    book = tvm_tiles.load_book(path)
+    book = tile_book.load_book(path)
     assert os.path.basename(path) == f"llvm-{book.mcpu}.json" and book.lanes in (4, 8, 16)
     assert book.records and book.models
     for key, record in book.records.items():
@@ -168,6 +174,6 @@ def test_mcpu_builds_a_library_for_an_older_cpu(tmp_path):
 
 
 def test_instruction_set_names_agree():
-    assert {tvm_schedule.isa_name(f) for f in ("sse4_2", "avx512_bf16", "pni", "bmi1", "amx_tile")} == {
-        tvm_schedule.isa_name(f) for f in ("sse4.2", "avx512bf16", "sse3", "bmi", "amx-tile")
+    assert {tvm_target.isa_name(f) for f in ("sse4_2", "avx512_bf16", "pni", "bmi1", "amx_tile")} == {
+        tvm_target.isa_name(f) for f in ("sse4.2", "avx512bf16", "sse3", "bmi", "amx-tile")
     }

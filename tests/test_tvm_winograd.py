@@ -1,4 +1,4 @@
-"""Winograd F(4x4, 3x3) on the CPU (backends/tvm_winograd): the transforms are right, compiled
+"""Winograd F(4x4, 3x3) on the CPU (backends/tvm/winograd.py): the transforms are right, compiled
 convolutions equal the reference interpreter, the rewrite fires where the rule says and only
 there, and every function it produces is scheduled (the GEMM by the register-tiled Kernel rule)."""
 
@@ -7,9 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from helpers import assert_close, example, interpret_random, randomize, single_op
-from resdsl.backends import tvm_schedule, tvm_winograd
-from resdsl.backends.tvm_lower import lower
-from resdsl.backends.tvm_winograd import ConvShape, use_winograd
 from resdsl.passes import pipeline, run_passes
 
 import resdsl
@@ -17,13 +14,19 @@ from resdsl import nn
 
 tvm = pytest.importorskip("tvm")
 
+from resdsl.backends.tvm import pipeline as tvm_pipeline  # noqa: E402
+from resdsl.backends.tvm import target as tvm_target  # noqa: E402
+from resdsl.backends.tvm import winograd  # noqa: E402
+from resdsl.backends.tvm.lower import lower  # noqa: E402
+from resdsl.backends.tvm.winograd import ConvShape, use_winograd  # noqa: E402
+
 CONV = {"dilation": 1, "groups": 1, "stride": 1, "padding": 1}
 
 
 @pytest.mark.parametrize("m", [2, 4])
 def test_transforms_compute_a_correlation(m):
     """Y = A^T [(G g G^T) * (B^T d B)] A is the 2-D correlation of an (m + 2)^2 tile, in float64."""
-    bt, g, at = tvm_winograd.matrices(m)
+    bt, g, at = winograd.matrices(m)
     rng = np.random.default_rng(0)
     d, k = rng.standard_normal((m + 2, m + 2)), rng.standard_normal((3, 3))
     y = at @ ((g @ k @ g.T) * (bt @ d @ bt.T)) @ at.T
@@ -32,9 +35,9 @@ def test_transforms_compute_a_correlation(m):
 
 
 def _compile(graph, batch: int | None, winograd: bool = True):
-    target = tvm.target.Target(tvm_schedule.llvm_target())
+    target = tvm.target.Target(tvm_target.llvm_target())
     with tvm.transform.PassContext(opt_level=3):
-        return tvm.compile(lower(graph, batch), target, relax_pipeline=tvm_schedule.pipeline(target, winograd=winograd))
+        return tvm.compile(lower(graph, batch), target, relax_pipeline=tvm_pipeline.pipeline(target, winograd=winograd))
 
 
 def _run(executable, graph, feeds) -> dict:
@@ -47,9 +50,9 @@ def _run(executable, graph, feeds) -> dict:
 
 def _scheduled(graph, batch: int | None = 1, winograd: bool = True):
     """The module after resdsl's schedules, before TIR lowering."""
-    target = tvm.target.Target(tvm_schedule.llvm_target())
+    target = tvm.target.Target(tvm_target.llvm_target())
     with target:
-        passes = tvm_schedule.fused_passes(target, winograd) + tvm_schedule.schedule_passes(target)
+        passes = tvm_pipeline.fused_passes(target, winograd) + tvm_pipeline.schedule_passes(target)
         return tvm.transform.Sequential(passes)(lower(graph, batch))
 
 
@@ -78,7 +81,7 @@ CASES = [
 @pytest.fixture(params=[4, 2], ids=["F4", "F2"])
 def always_winograd(request, monkeypatch):
     """Take every 3x3 stride-1 conv with tiles of ``m``, whatever the rule would choose."""
-    monkeypatch.setattr(tvm_winograd, "use_winograd", lambda shape: request.param)
+    monkeypatch.setattr(winograd, "use_winograd", lambda shape: request.param)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
@@ -134,7 +137,7 @@ def test_rule():
 def test_every_function_is_scheduled_and_the_gemm_is_register_tiled(monkeypatch):
     """The GEMM is resdsl's register-tiled kernel with packed constant weights; the epilogue
     (bias + residual + relu) is fused into the output transform, not into the GEMM."""
-    monkeypatch.setattr(tvm_winograd, "use_winograd", lambda shape: 4)  # 13x13 is below MIN_TILES
+    monkeypatch.setattr(winograd, "use_winograd", lambda shape: 4)  # 13x13 is below MIN_TILES
     _, op, shapes, attrs, params = CASES[-1]
     graph = single_op(op, shapes, attrs, params)
     # Pool the result: inside a network the conv's output stays NHWC (a graph output is

@@ -66,3 +66,24 @@ def compile_request(args: argparse.Namespace, path: str | None = None, **extra) 
         weights=getattr(args, "weights", None),
         **extra,
     )
+
+
+def emit_options(
+    args: argparse.Namespace, target: str, provenance: dict | None = None, db: bool = True, batch: bool = True
+):
+    """The backend options record for ``target`` from the flags of ``compile``, ``bench`` or
+    ``tune`` (a command without a flag gets its default). ``db=False`` where ``--db`` is an
+    output (``tune``), not a database to apply; ``batch=False`` where ``--batch`` lists the
+    batch sizes to run (``bench``), not one to compile for."""
+    from resdsl.backends import make_options
+
+    return make_options(
+        target,
+        arch=getattr(args, "arch", None),
+        batch=getattr(args, "batch", None) if batch else None,
+        db=getattr(args, "db", None) if db else None,
+        mcpu=getattr(args, "mcpu", None),
+        winograd=getattr(args, "winograd", True),
+        tophub=getattr(args, "tophub", True),
+        provenance=provenance,
+    )

@@ -15,7 +15,7 @@ import time
 
 from resdsl.errors import ResdslError
 
-from . import add_pass_args, compile_request
+from . import add_pass_args, compile_request, emit_options
 
 DEFAULT_TARGETS = "onnx,onnx-ort,llvm"
 
@@ -88,7 +88,7 @@ def compile_model(
     args: argparse.Namespace, path: str, targets: list[str], out_dir: str
 ) -> list[tuple[str, str, float]]:
     """Build ``path`` once, emit it for each target; returns (label, artifact path, compile seconds)."""
-    from resdsl.backends import EmitOptions, emit, resolve_target
+    from resdsl.backends import emit, resolve_target
     from resdsl.driver import build_graph
 
     req = compile_request(args, path)
@@ -103,7 +103,7 @@ def compile_model(
         artifact = os.path.join(out_dir, f"{stem}-{target.name}{target.extension}")
         _say(f"bench: compiling {graph.name} for {target.name}")
         t0 = time.perf_counter()
-        emit(graph, artifact, EmitOptions(target=target.name, provenance=graph.meta["provenance"]))
+        emit(graph, artifact, emit_options(args, target.name, graph.meta["provenance"], batch=False))
         out.append((f"{os.path.basename(path)}[{target.name}]", artifact, build_s + time.perf_counter() - t0))
     return out
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
 
-from resdsl.errors import ResdslError
-
-from . import add_model_args, add_pass_args, compile_request
+from . import add_model_args, add_pass_args, compile_request, emit_options
 
 
 def add_parser(sub) -> None:
@@ -48,12 +47,10 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from resdsl.backends import EmitOptions, emit, resolve_target
+    from resdsl.backends import emit
     from resdsl.driver import build_graph
 
-    target = resolve_target(args.target)
-    if args.mcpu is not None and target.name != "llvm":
-        raise ResdslError("--mcpu is for the llvm target", hint="drop --mcpu, or use --target llvm")
+    options = emit_options(args, args.target)  # a flag the target does not take fails before the build
     req = compile_request(
         args,
         verify=True,
@@ -67,18 +64,9 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(text + "\n")
     if args.verbose:
         print(pipeline.table())
-    options = EmitOptions(
-        target=target.name,
-        arch=args.arch,
-        batch=args.batch,
-        db=args.db,
-        tophub=args.tophub,
-        mcpu=args.mcpu,
-        winograd=args.winograd,
-        provenance=graph.meta["provenance"],
-    )
+    options = dataclasses.replace(options, provenance=graph.meta["provenance"])
     files = emit(graph, args.output, options)
     elapsed = time.perf_counter() - t0
     sizes = ", ".join(f"{f} ({os.path.getsize(f) / 1e6:.1f} MB)" for f in files)
-    print(f"wrote {sizes} for target {target.name} in {elapsed:.1f} s")
+    print(f"wrote {sizes} for target {options.target} in {elapsed:.1f} s")
     return 0

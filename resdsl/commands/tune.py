@@ -11,7 +11,7 @@ import argparse
 
 from resdsl.errors import ResdslError
 
-from . import add_model_args, add_pass_args, compile_request
+from . import add_model_args, add_pass_args, compile_request, emit_options
 
 
 def add_parser(sub) -> None:
@@ -42,10 +42,9 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from resdsl.backends import EmitOptions, resolve_target
-    from resdsl.backends.tvm_build import target_dict
-    from resdsl.backends.tvm_schedule import llvm_target
-    from resdsl.backends.tvm_tune import tune
+    from resdsl.backends import TuningDb, resolve_target
+    from resdsl.backends.tvm.build import target_dict
+    from resdsl.backends.tvm.tune import tune
     from resdsl.driver import build_graph
 
     target = resolve_target(args.target)
@@ -62,9 +61,9 @@ def run(args: argparse.Namespace) -> int:
         raise ResdslError(f"--trials must be positive, got {args.trials}")
     req = compile_request(args, verify=True)
     graph, _ = build_graph(req)
-    tdict = llvm_target() if target.name == "llvm" else target_dict(EmitOptions(target="cuda", arch=args.arch))
+    tdict = target_dict(emit_options(args, target.name, db=False))  # here --db is what tuning writes
     if method == "tiles":
-        return _tiles(args, graph, tdict)
+        return _tiles(args, graph, tdict, TuningDb.parse(args.db or "resdsl-tiles.json"))
     db = args.db or "resdsl-tune"
     report = tune(graph, tdict, args.trials, db, batch=args.batch)
     print(report.table())
@@ -75,14 +74,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tiles(args: argparse.Namespace, graph, tdict) -> int:
+def _tiles(args: argparse.Namespace, graph, tdict, book_db) -> int:
     import sys
     import time
 
-    from resdsl.backends.tvm_tiles import search_tiles
+    from resdsl.backends.tvm.tiles.search import search_tiles
 
-    db = args.db or "resdsl-tiles.json"
-    if not db.endswith(".json"):
+    db = book_db.path
+    if book_db.kind != "tiles":
         raise ResdslError(f"a tile book is a .json file, not {db!r}", hint="e.g. --db tiles.json")
     t0 = time.perf_counter()
     book, results = search_tiles(

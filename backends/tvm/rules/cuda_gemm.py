@@ -28,7 +28,8 @@ Grouped and depthwise convolutions (ResNeXt) are no single GEMM: ``schedule_dire
 gives them one output a thread instead. Matrix-vector products (a batch-1 classifier)
 stay with DLight's GEMV and Reduction rules, which split the long reduction across
 threads; everything else (pooling, transposes, norms) stays with DLight too.
-``cuda_rules()`` are the two rules, run before DLight's defaults (``tvm_schedule``).
+``ImplicitGemm`` (here) and ``DirectConv`` (``cuda_direct``) are the two rules, run before
+DLight's defaults (``pipeline.gpu_rules``).
 
 ``schedule_gemm(func, bind=False)`` (and ``schedule_direct_conv``) is the same schedule
 with every thread binding turned into a serial loop and shared memory into global
@@ -42,9 +43,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .tvm_schedule import mac_reduction
+from tvm.s_tir.dlight.base import ScheduleRule
 
-RULE_ATTR = "resdsl.cuda_schedule"  # block annotation: which tile schedule_gemm chose
+from .common import RULE_ATTR, int_extent, mac_reduction, serialize, single_reduction
+
 THREADS_Y = 16
 THREADS_X = 16
 BK = 16
@@ -102,29 +104,12 @@ def choose_tile(m: int | None, n: int, batch: int = 1) -> GemmTile:
 # ---------------------------------------------------------------- the schedule
 
 
-def _single_reduction(func):
-    """``(schedule, its one reduction block)``, or None (no root block: already lowered; or
-    not exactly one reduction among spatial blocks)."""
-    from tvm import s_tir
-    from tvm.s_tir.dlight.gpu import matmul as dm
-
-    sch = s_tir.Schedule(func)
-    try:
-        blocks = sch.get_child_blocks(sch.get_sblock("root"))
-    except Exception:
-        return None
-    reductions = dm.get_reduction_blocks(sch, blocks)
-    if reductions is None or len(reductions) != 1:
-        return None
-    return sch, reductions[0]
-
-
 def schedule_gemm(func, bind: bool = True):
     """The implicit-GEMM schedule of ``func``, or None when it is not one multiply-accumulate
     reduction with elementwise producers and consumers."""
     from tvm.s_tir.dlight.gpu import matmul as dm
 
-    found = _single_reduction(func)
+    found = single_reduction(func)
     if found is None:
         return None
     sch, main = found
@@ -169,13 +154,6 @@ def _rows_at_batch_1(extent) -> int | None:
     return None
 
 
-def _extent(sch, loop) -> int | None:
-    from tvm import tirx
-
-    extent = sch.get(loop).extent
-    return int(extent.value) if isinstance(extent, tirx.IntImm) else None
-
-
 def _tile(sch, main, dm) -> GemmTile:
     stmt = sch.get(main)
     k_inner = [_k_contiguous(stmt, i) for i in (0, 1)]
@@ -187,8 +165,8 @@ def _tile(sch, main, dm) -> GemmTile:
     sch.transform_block_layout(main, block_map)
 
     s, i, j, k = sch.get_loops(main)
-    n = _extent(sch, j)
-    tile = choose_tile(_rows_at_batch_1(sch.get(i).extent), n or 64, _extent(sch, s) or 1)
+    n = int_extent(sch.get(j).extent)
+    tile = choose_tile(_rows_at_batch_1(sch.get(i).extent), n or 64, int_extent(sch.get(s).extent) or 1)
     sch.pad_einsum(main, [1, tile.bm, tile.bn, BK])
     s, i, j, k = sch.get_loops(main)
     bi, ty, tm = sch.split(i, [None, THREADS_Y, tile.tm])
@@ -214,7 +192,7 @@ def _tile(sch, main, dm) -> GemmTile:
         *outer, inner = sch.get_loops(regs)[-3:]
         for loop in outer:
             sch.unroll(loop)
-        if not k_inner[operand] and _extent(sch, inner) in (2, 4):
+        if not k_inner[operand] and int_extent(sch.get(inner).extent) in (2, 4):
             sch.vectorize(inner)  # consecutive n in shared memory: one 8- or 16-byte load
         else:
             sch.unroll(inner)
@@ -253,166 +231,8 @@ def _cooperative(sch, fetch, k_inner: bool) -> None:
     sch.bind(tx, "threadIdx.x")
 
 
-def serialize(sch):
-    """``sch``'s function with thread bindings as serial loops and shared buffers as global ones.
+class ImplicitGemm(ScheduleRule):
+    """``schedule_gemm`` as a DLight rule, for cuda only."""
 
-    Run serially, each "thread" fetches the whole shared tile (its own copy of the
-    cooperative loops) before computing its part: the values are those the threads
-    of a block would have fetched together, so the results equal the GPU's.
-    """
-    import tvm_ffi
-    from tvm import s_tir, tirx
-
-    def unbind(loop, mutator):
-        if loop.kind != tirx.ForKind.THREAD_BINDING:
-            return mutator.default_mutate(loop)
-        return tirx.For(loop.loop_var, loop.min, loop.extent, tirx.ForKind.SERIAL, mutator.mutate(loop.body))
-
-    func = sch.mod["main"]
-    out = s_tir.Schedule(func.with_body(tvm_ffi.structural_mutate(func.body, [(tirx.For, unbind)])))
-    for name in _block_names(out.mod["main"]):
-        block = out.get_sblock(name)
-        for index, region in enumerate(out.get(block).writes):
-            if region.source.scope() == "shared":
-                out.set_scope(block, index, "global")
-    return out
-
-
-def _block_names(func) -> list[str]:
-    from tvm import s_tir
-
-    names = []
-    _walk(func.body, s_tir.SBlock, lambda b: names.append(b.name_hint))
-    return [n for n in names if n != "root"]
-
-
-def _walk(root, kind, visit) -> None:
-    """Call ``visit`` on every node of type ``kind`` under ``root``."""
-    import tvm_ffi
-
-    tvm_ffi.structural_walk(root, [(kind, visit)])
-
-
-# ---------------------------------------------------------------- grouped convolutions
-
-
-DIRECT_THREADS = 256
-
-
-def schedule_direct_conv(func, bind: bool = True):
-    """A convolution that is no single GEMM (grouped: ResNeXt's 3x3 with 4 channels a group;
-    depthwise): one output a thread, its short reduction (``K`` = 36 for ResNeXt) unrolled
-    in registers, the epilogue fused. None for anything but such a convolution.
-
-    Consecutive threads take consecutive outputs along the innermost axis, so their input
-    and output accesses coalesce and the weights they share are broadcast. DLight would
-    give it ``GeneralReduction``, built for long rows (softmax, norms): a thread block
-    per output, reducing 36 products across 256 threads.
-    """
-    from tvm import tirx
-    from tvm.s_tir.dlight.gpu import matmul as dm
-
-    found = _single_reduction(func)
-    if found is None:
-        return None
-    sch, main = found
-    stmt = sch.get(main)
-    if mac_reduction(sch, main) is not None or not _sliding_window(stmt):
-        return None
-    nspatial = sum(iv.iter_type == tirx.IterVar.DataPar for iv in stmt.iter_vars)
-    try:
-        dm.auto_inline_producers(sch, main)
-        loops = sch.get_loops(main)
-        bx, tx = sch.split(sch.fuse(*loops[:nspatial]), [None, DIRECT_THREADS])
-        sch.bind(bx, "blockIdx.x")
-        sch.bind(tx, "threadIdx.x")
-        store = sch.cache_write(main, 0, "local")
-        sch.reverse_compute_at(store, tx, preserve_unit_loops=True)
-        dm.auto_inline_consumer_chain(sch, store)
-        reduction = sch.get_loops(main)[-(len(loops) - nspatial) :]
-        if math.prod(_extent(sch, r) or 1024 for r in reduction) <= 64:
-            for r in reduction:
-                sch.unroll(r)
-        sch.decompose_reduction(main, reduction[0])
-    except Exception:  # a primitive's precondition failed: leave it to DLight
-        return None
-    sch.annotate(main, RULE_ATTR, f"direct_conv {DIRECT_THREADS} threads")
-    return sch if bind else serialize(sch)
-
-
-def _sliding_window(stmt) -> bool:
-    """Whether the first operand is read at ``spatial + reduction`` (``y * s + ry``): a convolution."""
-    from tvm import tirx
-    from tvm.tirx.analysis import undefined_vars
-
-    kinds = {iv.var: iv.iter_type for iv in stmt.iter_vars}
-    for r in stmt.reads[0].region:
-        used = {kinds.get(v) for v in undefined_vars(r.min)}
-        if {tirx.IterVar.DataPar, tirx.IterVar.CommReduce} <= used:
-            return True
-    return False
-
-
-# ---------------------------------------------------------------- rules and report
-
-
-def cuda_rules() -> list:
-    """resdsl's DLight rules for CUDA, to run before DLight's defaults."""
-    from tvm.s_tir.dlight.base import ScheduleRule
-
-    class ImplicitGemm(ScheduleRule):
-        def apply(self, func, target, tunable):
-            return schedule_gemm(func) if target.kind.name == "cuda" else None
-
-    class DirectConv(ScheduleRule):
-        def apply(self, func, target, tunable):
-            return schedule_direct_conv(func) if target.kind.name == "cuda" else None
-
-    return [ImplicitGemm(), DirectConv()]
-
-
-def default_rules() -> list[tuple[str, object]]:
-    """DLight's default GPU rules, in the order Relax's CUDA pipeline applies them."""
-    from tvm.s_tir import dlight as dl
-
-    return [
-        ("Matmul", dl.gpu.Matmul()),
-        ("GEMV", dl.gpu.GEMV()),
-        ("Reduction", dl.gpu.Reduction()),
-        ("GeneralReduction", dl.gpu.GeneralReduction()),
-        ("Fallback", dl.gpu.Fallback()),
-    ]
-
-
-def cuda_schedule_report(mod, target, own_rules: bool = True) -> dict[str, str]:
-    """Which rule schedules each PrimFunc of the fused (post-FuseTIR) module ``mod``: the
-    pipeline's order, resdsl's rule first; its value is the tile for resdsl's rule."""
-    from tvm import tirx
-
-    report = {}
-    with target:
-        for gv, func in mod.functions_items():
-            if not isinstance(func, tirx.PrimFunc):
-                continue
-            sch = schedule_gemm(func) if own_rules else None
-            if sch is None and own_rules:
-                sch = schedule_direct_conv(func)
-            if sch is not None:
-                report[gv.name_hint] = _annotation(sch)
-                continue
-            report[gv.name_hint] = next(
-                (name for name, rule in default_rules() if rule.apply(func, target, False) is not None), "none"
-            )
-    return report
-
-
-def _annotation(sch) -> str:
-    from tvm import s_tir
-
-    found = []
-    _walk(sch.mod["main"].body, s_tir.SBlock, lambda b: found.extend(_tile_note(b)))
-    return found[0]
-
-
-def _tile_note(block) -> list[str]:
-    return [str(block.annotations[RULE_ATTR])] if RULE_ATTR in block.annotations else []
+    def apply(self, func, target, tunable):
+        return schedule_gemm(func) if target.kind.name == "cuda" else None

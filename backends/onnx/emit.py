@@ -14,7 +14,9 @@ import json
 from collections.abc import Callable
 
 import numpy as np
+from resdsl.backends.options import OnnxOptions
 
+from resdsl import registry
 from resdsl.atomic import atomic_path
 from resdsl.errors import ResdslError
 from resdsl.ir import Graph, Node
@@ -164,6 +166,9 @@ LOWERING: dict[str, Callable[[_Emitter, Node, list[str]], str]] = {
     "pad": _pad,
 }
 
+registry.register_backend("onnx", LOWERING)
+registry.register_backend("onnx-ort", LOWERING)  # the same table; fused_conv differs inside
+
 
 def _value_info(helper, name: str, shape) -> object:
     import onnx
@@ -226,7 +231,7 @@ def check(model) -> None:
         raise ResdslError(f"emitted ONNX is invalid: {str(err).splitlines()[0]}") from err
 
 
-def emit(graph: Graph, out_path: str, options) -> list[str]:
+def emit(graph: Graph, out_path: str, options: OnnxOptions) -> list[str]:
     if not out_path.endswith(".onnx"):
         raise ResdslError(f"output {out_path!r} must end in .onnx for target {options.target}")
     model = to_onnx(graph, options.target, options.provenance)

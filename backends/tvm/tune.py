@@ -1,7 +1,7 @@
 """MetaSchedule tuning of a compiled model's kernels into a reusable JSON database.
 
 ``tune`` extracts the distinct kernels (tasks) of the model's fused Relax module
-(``tvm_schedule.fused_passes``: the very module the compiler later schedules), and
+(``pipeline.fused_passes``: the very module the compiler later schedules), and
 first measures resdsl's own schedule of each one and commits it as a tuning
 record. MetaSchedule then searches its own space and the database keeps, per
 kernel, the fastest schedule measured: a short tuning run can only make a
@@ -24,8 +24,9 @@ from typing import Any
 from resdsl.errors import ResdslError
 from resdsl.ir import Graph
 
-from .tvm_lower import tvm_error_line
-from .tvm_schedule import cpu_rules, fused_module, lanes_of
+from .errors import tvm_error_line
+from .pipeline import cpu_rules, fused_module
+from .target import lanes_of
 
 BUILD_TIMEOUT_S = 120.0
 RUN_TIMEOUT_S = 60.0

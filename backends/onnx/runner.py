@@ -14,8 +14,7 @@ import os
 import numpy as np
 
 from resdsl.errors import ResdslError
-
-from . import TensorSpec, check_feeds
+from resdsl.feeds import TensorSpec, check_feeds
 
 _DTYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64"}
 

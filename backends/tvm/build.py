@@ -1,66 +1,60 @@
 """The TVM targets ``llvm`` and ``cuda``: Graph -> Relax IRModule -> compiled ``OUT.so`` + ``OUT.json``.
 
-The library holds everything needed to run (code and weights, see ``tvm_lower``);
+The library holds everything needed to run (code and weights, see ``lower``);
 the sidecar says what it takes and returns, what it was built for and from, and
 the library's sha256, so ``TvmRunner`` can refuse a library that does not match.
 
 CUDA compilation never touches a GPU: kernels are scheduled by rules
-(``tvm_cuda_schedule``, then DLight's defaults; no tuning, no device queries), and
+(``rules.cuda_gemm``, ``rules.cuda_direct``, then DLight's defaults; no tuning, no device queries), and
 the host side is compiled for ``llvm``, so a GPU-less machine can build for any ``sm_XX``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 from typing import Any
+
+from resdsl.backends.options import CudaOptions, LlvmOptions
 
 from resdsl.atomic import atomic_path
 from resdsl.errors import ResdslError
 from resdsl.ir import Graph
 from resdsl.shapes import BATCH
 
-from . import EmitOptions, tvm_schedule
-from .tvm_lower import tvm_error_line
-from .tvm_schedule import isa_flags
+from .artifact import FORMAT, sha256_file, sidecar_path
+from .errors import tvm_error_line
+from .lower import lower
+from .pipeline import pipeline
+from .target import cuda_target, isa_flags, lanes_of, llvm_target
+from .tiles.book import TileBook, books_for, merged_tiles
 
-FORMAT = "resdsl-tvm/1"
-
-
-def sidecar_path(library: str) -> str:
-    """``OUT.so`` -> ``OUT.json``."""
-    return library[: -len(".so")] + ".json" if library.endswith(".so") else library + ".json"
+TvmOptions = LlvmOptions | CudaOptions
 
 
-def target_dict(options: EmitOptions) -> dict[str, Any]:
+def target_dict(options: TvmOptions) -> dict[str, Any]:
     """The TVM target as JSON; CUDA names its host so compiling needs no GPU."""
-    if options.target == "llvm":
-        from .tvm_schedule import llvm_target
-
+    if isinstance(options, LlvmOptions):
         return llvm_target(mcpu=options.mcpu)
-    if options.target == "cuda":
-        if not re.fullmatch(r"sm_\d+[a-z]?", options.arch or ""):
-            raise ResdslError(f"invalid CUDA architecture {options.arch!r}", hint="use e.g. --arch sm_80, sm_89, sm_90")
-        return {"kind": "cuda", "arch": options.arch, "host": {"kind": "llvm"}}
+    if isinstance(options, CudaOptions):
+        return cuda_target(options.arch)
     raise ResdslError(f"target {options.target!r} is not a TVM target", hint="use llvm or cuda")
 
 
-def emit(graph: Graph, out_path: str, options: EmitOptions) -> list[str]:
+def emit(graph: Graph, out_path: str, options: TvmOptions) -> list[str]:
     """Compile ``graph`` and write ``out_path`` (.so) and its sidecar; returns both paths.
 
     Nothing is written unless both files are complete.
     """
     if not out_path.endswith(".so"):
         raise ResdslError(f"a TVM artifact must be a .so file, not {out_path!r}", hint="name the output OUT.so")
-    if options.batch is not None and (not isinstance(options.batch, int) or options.batch < 1):
-        raise ResdslError(f"--batch must be a positive integer, got {options.batch!r}")
     tdict = target_dict(options)
-    books = tile_books(tdict, options.db, options.tophub)
-    executable = compile_graph(graph, tdict, options.batch, options.db, books, options.winograd)
+    llvm = isinstance(options, LlvmOptions)
+    books = tile_books(tdict, options.tiles, options.tophub) if llvm else []
+    winograd = options.winograd if llvm else True
+    executable = compile_graph(graph, tdict, options.batch, options.db, books, winograd)
     meta_path = sidecar_path(out_path)
     with tempfile.TemporaryDirectory(prefix="resdsl-tvm-") as tmpdir:
         built = os.path.join(tmpdir, "lib.so")
@@ -80,19 +74,13 @@ def emit(graph: Graph, out_path: str, options: EmitOptions) -> list[str]:
     return [out_path, meta_path]
 
 
-def tile_books(tdict: dict[str, Any], db: str | None, tophub: bool = True) -> list:
-    """The tile books (``tvm_tiles``) a compile applies: the shipped one for the target CPU and
-    a ``--db`` book. A book is a CPU thing: on cuda ``--db`` must be a MetaSchedule database."""
-    from . import tvm_tiles
-
-    if tdict["kind"] != "llvm":
-        if db is not None and tvm_tiles.is_tile_book(db):
-            raise ResdslError(f"{db} is a CPU tile book, not a database for {tdict['kind']}", hint="drop --db")
-        return []
+def tile_books(tdict: dict[str, Any], tiles: str | None = None, tophub: bool = True) -> list[tuple[str, TileBook]]:
+    """The tile books (``tiles.book``) a compile for the llvm target ``tdict`` applies: the
+    shipped one for its CPU and the ``--db`` book ``tiles``."""
     import tvm
 
-    lanes = tvm_schedule.lanes_of(tvm.target.Target(tdict))
-    return tvm_tiles.books_for(tdict["mcpu"], lanes, db, tophub)
+    lanes = lanes_of(tvm.target.Target(tdict))
+    return books_for(tdict["mcpu"], lanes, tiles, tophub)
 
 
 def compile_graph(
@@ -103,26 +91,22 @@ def compile_graph(
     books: list | None = None,
     winograd: bool = True,
 ):
-    """Lower and compile with resdsl's pipeline for the target (``tvm_schedule.pipeline``).
+    """Lower and compile with resdsl's pipeline for the target (``pipeline.pipeline``).
 
-    With ``db``, tuned schedules from that MetaSchedule database replace resdsl's rules
-    for the kernels it covers; the rest keep the rules' schedules. ``books``
-    (``tile_books``) give measured register tiles to resdsl's CPU kernels. ``winograd=False``
-    keeps every 3x3 conv direct on the CPU (``tvm_winograd``).
+    With ``db`` (a MetaSchedule directory), tuned schedules from that database replace
+    resdsl's rules for the kernels it covers; the rest keep the rules' schedules.
+    ``books`` (``tile_books``) give measured register tiles to resdsl's CPU kernels.
+    ``winograd=False`` keeps every 3x3 conv direct on the CPU (``winograd``).
     """
     import tvm
 
-    from .tvm_lower import lower
-    from .tvm_tiles import is_tile_book, merged_tiles
-
     mod = lower(graph, batch)
     target = tvm.target.Target(tdict)
-    metaschedule = db if db is not None and not is_tile_book(db) else None
     # checks the database: a user error, not TVM's
-    pipeline = tvm_schedule.pipeline(target, metaschedule, merged_tiles(books or []), winograd=winograd)
+    relax_pipeline = pipeline(target, db, merged_tiles(books or []), winograd=winograd)
     try:
         with tvm.transform.PassContext(opt_level=3):
-            return tvm.compile(mod, target, relax_pipeline=pipeline)
+            return tvm.compile(mod, target, relax_pipeline=relax_pipeline)
     except Exception as e:  # a TVM failure is our bug, but the user still gets one line
         raise ResdslError(
             f"TVM failed to compile model {graph.name!r} for {target.kind.name}: {tvm_error_line(e)}",
@@ -131,10 +115,12 @@ def compile_graph(
 
 
 def sidecar(
-    graph: Graph, options: EmitOptions, tdict: dict[str, Any], digest: str, library: str, books: list
+    graph: Graph, options: TvmOptions, tdict: dict[str, Any], digest: str, library: str, books: list
 ) -> dict[str, Any]:
     """What ``TvmRunner`` needs to load and check the library, and where it came from."""
     from resdsl import __version__
+
+    llvm = isinstance(options, LlvmOptions)
 
     def spec(name: str, nid: int) -> dict[str, Any]:
         shape = graph.node(nid).shape
@@ -148,23 +134,15 @@ def sidecar(
         "sha256": digest,
         "model": graph.name,
         "target": tdict,
-        "device": "cuda" if tdict["kind"] == "cuda" else "cpu",
-        "arch": options.arch if tdict["kind"] == "cuda" else None,
-        "cpu_flags": isa_flags(tdict) if tdict["kind"] == "llvm" else [],
+        "device": "cpu" if llvm else "cuda",
+        "arch": None if llvm else options.arch,
+        "cpu_flags": isa_flags(tdict) if llvm else [],
         "batch": options.batch,
-        "db": options.db,
-        "winograd": options.winograd if tdict["kind"] == "llvm" else None,
+        "db": options.db_path,
+        "winograd": options.winograd if llvm else None,
         "tile_books": [{"path": path, "kernels": len(book.records)} for path, book in books],
         "inputs": [spec(graph.node(nid).attrs["name"], nid) for nid in graph.inputs],
         "outputs": [spec(name, nid) for name, nid in graph.outputs],
         "resdsl_version": __version__,
         "provenance": dict(options.provenance),
     }
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -3,7 +3,7 @@
 One function ``main`` holds one dataflow block: graph inputs become the function's
 parameters, and every compute node becomes one or a few Relax bindings, chosen by
 ``LOWERINGS`` (keyed by the op names of ``resdsl.registry.OPS``; a test checks that
-every registered op has an entry).
+every registered op has an entry: ``registry.missing_lowerings("tvm")``).
 
 Parameters are bound as constants (``relax.const``), not passed as function
 arguments. Why: the artifact is one self-contained ``.so`` a user can run with
@@ -22,9 +22,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from resdsl import registry
 from resdsl.errors import ResdslError
 from resdsl.ir import Graph, Node
 from resdsl.shapes import BATCH, pair
+
+from .errors import tvm_error_line
 
 # A lowering gets the context, the node and the Relax values of its inputs, and
 # returns the Relax expression of its result (emitted by ``lower``).
@@ -320,7 +323,4 @@ def lower(graph: Graph, batch: int | None = None):
     return cx.bb.get()
 
 
-def tvm_error_line(e: BaseException) -> str:
-    """The message of a TVM error without its C++ backtrace: its last meaningful line."""
-    lines = [ln for ln in str(e).splitlines() if ln.strip() and not ln.startswith(("  File", "Traceback"))]
-    return lines[-1].strip() if lines else type(e).__name__
+registry.register_backend("tvm", LOWERINGS)

@@ -15,26 +15,13 @@ from typing import Any
 import numpy as np
 
 from resdsl.errors import ResdslError
+from resdsl.feeds import TensorSpec, check_feeds
 
-from . import TensorSpec, check_feeds
-from .tvm_build import FORMAT, sha256_file, sidecar_path
-from .tvm_lower import tvm_error_line
+from .artifact import FORMAT, sha256_file, sidecar_path
+from .errors import tvm_error_line
+from .target import cpu_flags, isa_name, use_all_cores
 
 _DEVICE_NAMES = {"cpu": "cpu", "llvm": "cpu", "cuda": "cuda", "gpu": "cuda"}
-
-
-def use_all_cores() -> None:
-    """Give TVM's thread pool every core this process may use, as ONNX Runtime does.
-
-    TVM sizes its pool at half the hardware threads (it assumes hyper-threading), so on
-    a 2-core machine it ran our kernels on one core. The pool reads TVM_NUM_THREADS when
-    it first starts; a value the user set is kept.
-    """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    os.environ.setdefault("TVM_NUM_THREADS", str(cores))
 
 
 class TvmRunner:
@@ -122,8 +109,6 @@ def read_sidecar(path: str) -> dict[str, Any]:
 
 def _check_cpu(path: str, meta: dict[str, Any]) -> None:
     """Refuse a CPU library built for instructions this CPU lacks (it would die of SIGILL)."""
-    from .tvm_schedule import cpu_flags, isa_name
-
     here = {isa_name(f) for f in cpu_flags()}
     missing = sorted(f for f in meta.get("cpu_flags") or [] if isa_name(f) not in here) if here else []
     if missing:

@@ -38,6 +38,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .mutator import mutator_pass
+from .target import lanes_of
+
 # Lavin's F(2, 3) and F(4, 3) (interpolation points 0, +-1, +-2, infinity).
 _MATRICES = {
     2: (
@@ -238,12 +241,12 @@ def schedule_input_transform(func, lanes: int):
     """
     from tvm import s_tir
 
-    from .tvm_schedule import _divisor, _int
+    from .rules.common import divisor, int_extent
 
     sch = s_tir.Schedule(func)
     block = sch.get_sblock("winograd_input")
     n, e, t, c = sch.get_loops(block)
-    vec = _divisor(_int(sch.get(c).extent), lanes, power_of_two=True)
+    vec = divisor(int_extent(sch.get(c).extent), lanes, power_of_two=True)
     if vec > 1:
         c, c_i = sch.split(c, [None, vec])
         sch.reorder(n, t, c, e, c_i)
@@ -314,16 +317,12 @@ def winograd_passes(target, enabled: bool = True) -> list:
 
     if not enabled:
         return []
-    from .tvm_schedule import lanes_of
-
     return [relax.transform.FoldConstant(), _rewrite_pass(lanes_of(target))]
 
 
 def _rewrite_pass(lanes: int):
     from tvm import relax
     from tvm.relax import PyExprMutator, expr_functor
-
-    from .tvm_schedule import mutator_pass
 
     @expr_functor.mutator
     class _Winograd(PyExprMutator):
