@@ -211,7 +211,7 @@ def to_onnx(graph: Graph, flavour: str = "onnx", provenance: dict | None = None)
     if e.uses_ort:
         opsets.append(helper.make_opsetid(ORT_DOMAIN, 1))
     model = helper.make_model(body, opset_imports=opsets, producer_name="resdsl", ir_version=IR_VERSION)
-    from resdsl import __version__
+    from resdsl.version import __version__
 
     model.producer_version = __version__
     meta = {"resdsl.flavour": flavour}

@@ -118,7 +118,7 @@ def sidecar(
     graph: Graph, options: TvmOptions, tdict: dict[str, Any], digest: str, library: str, books: list
 ) -> dict[str, Any]:
     """What ``TvmRunner`` needs to load and check the library, and where it came from."""
-    from resdsl import __version__
+    from resdsl.version import __version__
 
     llvm = isinstance(options, LlvmOptions)
 

@@ -98,9 +98,9 @@ def save_book(book: TileBook, path: str) -> None:
 
 def shipped_book_path(mcpu: str) -> str:
     """Where resdsl ships the tile book for ``mcpu`` (the file may not exist)."""
-    import resdsl
+    import resdsl.tophub
 
-    return os.path.join(os.path.dirname(resdsl.__file__), "tophub", f"llvm-{mcpu}.json")
+    return os.path.join(os.path.dirname(resdsl.tophub.__file__), f"llvm-{mcpu}.json")
 
 
 def books_for(mcpu: str, lanes: int, tiles: str | None, tophub: bool = True) -> list[tuple[str, TileBook]]:
