@@ -219,7 +219,8 @@ class TritonServer:
                     self.proc.kill()
                     self.proc.wait()
             code = self.proc.returncode
-        shutil.rmtree(os.path.join(self.workdir, "backends"), ignore_errors=True)
+        clean = code == 0 and os.path.dirname(self.log_path) == self.workdir  # keep the log of a failure
+        shutil.rmtree(self.workdir if clean else os.path.join(self.workdir, "backends"), ignore_errors=True)
         return code
 
     def __enter__(self) -> TritonServer:
