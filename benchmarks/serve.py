@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import threading
@@ -144,6 +145,7 @@ def main() -> int:
                     print(rows[-1], file=sys.stderr, flush=True)
     finally:
         server.stop()
+        shutil.rmtree(work, ignore_errors=True)
     print(f"\n{args.model} {args.image_size}x{args.image_size}, batch-1 requests, {args.requests} per client, gRPC, ")
     print(f"Triton 2.51 Python backend, max queue delay {args.queue_delay_us} us; machine: {machine()}\n")
     print("| artifact | served by | clients | requests/s | p50 ms | p99 ms |")
