@@ -12,7 +12,7 @@ import sys
 
 from .errors import ResdslError
 
-COMMANDS = ("compile", "run", "passes", "show", "viz", "analyze", "weights", "bench", "tune")
+COMMANDS = ("compile", "run", "passes", "show", "viz", "analyze", "weights", "bench", "tune", "export", "serve")
 
 
 class _Parser(argparse.ArgumentParser):
