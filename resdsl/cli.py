@@ -84,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a redirected stdout on a full disk fails here, as an OSError, not at exit
+        return code
     except ResdslError as e:
         if args.debug:
             raise

@@ -49,7 +49,10 @@ def available_bytes(meminfo: str = MEMINFO) -> int | None:
 
 
 def gib(n: float) -> str:
-    return f"{n / 2**30:.2f} GiB" if n >= 2**27 else f"{n / 2**20:.1f} MiB"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale / 8:
+            return f"{n / scale:.{2 if unit == 'GiB' else 1}f} {unit}"
+    return f"{n:.0f} B"
 
 
 def guard(graph: Graph, batch: int = 1, force: bool = False, available: int | None = None) -> Estimate:
