@@ -10,11 +10,15 @@ import errno
 import os
 import tempfile
 
+import numpy as np
 import pytest
 from helpers import example
 
 from resdsl import resources
 from resdsl.cli import main
+from resdsl.commands.run import safe_filename, save_outputs
+from resdsl.errors import ResdslError
+from resdsl.numerics import max_rel_error
 
 TINY = example("tiny.py")
 RESNET = example("resnet.py")
@@ -202,3 +206,68 @@ def test_estimate_matches_show(capsys):
     assert s.peak_activation_bytes * 3 == est.peak_activation_bytes
     assert est.weight_bytes == 4 * sum(v.size for v in graph.parameters.values())
     assert resources.available_bytes() is None or resources.available_bytes() > 0
+
+
+NAMED = """
+import resdsl
+from resdsl import nn
+
+
+@resdsl.model
+def named():
+    x = nn.input("x", (2, 4, 4))
+    nn.output("../../ESCAPED", nn.relu(x))
+    return nn.output("a/b", x + x)
+"""
+
+
+def test_output_names_never_leave_the_save_directory(tmp_path, capsys):
+    model = tmp_path / "named.py"
+    model.write_text(NAMED)
+    (tmp_path / "deep" / "er").mkdir(parents=True)
+    art = str(tmp_path / "deep" / "er" / "n.onnx")
+    assert main(["compile", str(model), "-o", art]) == 0
+    save = tmp_path / "deep" / "er" / "outs"
+    assert main(["run", art, "--random", "--save", str(save), "--check", str(model)]) == 0
+    assert sorted(os.listdir(save)) == ["..%2F..%2FESCAPED.npy", "a%2Fb.npy"]
+    assert not (tmp_path / "ESCAPED.npy").exists() and not (tmp_path / "deep" / "ESCAPED.npy").exists()
+    x = np.random.default_rng(0).standard_normal((1, 2, 4, 4)).astype(np.float32)  # run's --random, seed 0
+    assert max_rel_error(np.load(save / "a%2Fb.npy"), x + x) < 1e-6
+    assert "saved ../../ESCAPED to " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "name, stem",
+    [
+        ("../x", "..%2Fx"),
+        ("/etc/passwd", "%2Fetc%2Fpasswd"),
+        ("a/b\\c", "a%2Fb%5Cc"),
+        ("nul\x00x", "nul%00x"),
+        ("100%", "100%25"),
+        ("ünï", "%C3%BCn%C3%AF"),
+        ("conv1.out-2_x", "conv1.out-2_x"),
+    ],
+)
+def test_safe_filename_rule(name, stem):
+    assert safe_filename(name) == stem
+
+
+def test_long_names_are_cut_with_a_hash_and_stay_distinct(tmp_path):
+    a, b = "y" * 1000, "y" * 999 + "z"
+    sa, sb = safe_filename(a), safe_filename(b)
+    assert len(sa) == 200 and sa != sb and sa.startswith("y" * 183 + "-")
+    written = save_outputs({a: np.zeros(1), b: np.ones(1)}, str(tmp_path / "o"))
+    assert [os.path.dirname(p) for _, p in written] == [str(tmp_path / "o")] * 2
+    assert np.load(written[1][1])[0] == 1.0
+
+
+@pytest.mark.parametrize("name", ["", ".", ".."])
+def test_dot_names_are_refused(name, tmp_path):
+    with pytest.raises(ResdslError, match="cannot be saved as a file"):
+        save_outputs({name: np.zeros(1)}, str(tmp_path))
+
+
+def test_names_colliding_on_case_insensitive_file_systems_are_refused(tmp_path):
+    with pytest.raises(ResdslError, match="would both be saved as"):
+        save_outputs({"Logits": np.zeros(1), "logits": np.zeros(1)}, str(tmp_path / "o"))
+    assert not (tmp_path / "o").exists()  # refused before writing anything
