@@ -73,7 +73,7 @@ ARGUMENT_CASES = [
     (["analyze", TINY, "-o", "{w}/adir.onnx"], "is a directory"),
     (["weights", "export", TINY, "-o", "{w}/adir.onnx"], "is a directory"),
     (["weights", "export", TINY, "-o", "{w}/afile/w.npz"], "which is a file"),
-    (["bench", "{a}", "--repeat", "0"], "--repeat: '0' must be a positive integer"),
+    (["bench", "{a}", "--repeat", "0"], "--repeat must be >= 1"),
     (["bench", "{a}", "--seed", "-1"], "must be an integer of 0 or more"),
     (["bench", "{a}", "--batch", "0"], "is not a positive integer"),
     (["tune", TINY, "--batch", "0"], "must be a positive integer"),

@@ -15,7 +15,7 @@ import time
 
 from resdsl.errors import ResdslError
 
-from . import add_pass_args, compile_request, nonnegative_int, positive_int
+from . import add_pass_args, compile_request, nonnegative_int
 
 DEFAULT_TARGETS = "onnx,onnx-ort,llvm"
 
@@ -37,8 +37,8 @@ def add_parser(sub) -> None:
         help=f"comma-separated targets to compile a model file for (default {DEFAULT_TARGETS})",
     )
     p.add_argument("--batch", default="1", metavar="B[,B...]", help="comma-separated batch sizes (default 1)")
-    p.add_argument("--repeat", type=positive_int, default=20, help="timed runs per artifact and batch (default 20)")
-    p.add_argument("--warmup", type=nonnegative_int, default=3, help="untimed runs first, at least 1 (default 3)")
+    p.add_argument("--repeat", type=int, default=20, help="timed runs per artifact and batch (default 20)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed runs first, at least 1 (default 3)")
     p.add_argument("--max-seconds", type=float, metavar="S", help="cut repeats (to no fewer than 3) to fit S seconds")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the random inputs (default 0)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="force a device (default: CUDA when present)")
@@ -119,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         if not os.path.exists(path):
             kind = "model file" if path.endswith(".py") else "artifact"
             raise ResdslError(f"{kind} {path!r} does not exist", hint="check the path")
+    if args.repeat < 1 or args.warmup < 0:
+        raise ResdslError(f"--repeat must be >= 1 and --warmup >= 0 (got {args.repeat}, {args.warmup})")
     with tempfile.TemporaryDirectory(prefix="resdsl-bench-") as tmp:
         entries: list[tuple[str, str, float | None]] = []
         for i, path in enumerate(args.paths):
