@@ -98,6 +98,14 @@ class Graph:
             dtype = opdef.dtype([self.node(i).dtype for i in inputs], attrs)
         except registry.ShapeError as e:
             raise ResdslError(str(e), loc) from None
+        bad = [d for d in shape if isinstance(d, int) and d < 1]
+        if bad:  # no backend runs an empty tensor
+            what = f"{op} {name}" if name else op
+            raise ResdslError(
+                f"{what} would have shape {fmt(tuple(shape))}, with a dimension of size {bad[0]}",
+                loc,
+                "check the model's arguments: a channel, class or spatial size is 0 or too small",
+            )
         nid = self._next_id
         self._next_id += 1
         node = Node(nid, op, attrs, tuple(shape), dtype, name or f"{op}_{nid}", loc, origins, role)

@@ -47,18 +47,20 @@ class Summary:
         return asdict(self)
 
 
-def _peak_bytes(graph: Graph) -> int:
+def peak_activation_bytes(graph: Graph, batch: int = 1) -> int:
+    """Live float32 values at the worst point of one inference at ``batch``, in topological order:
+    what ``show`` reports and what the resource guard (``resdsl.resources``) checks."""
     order = [n for n in graph.topo_order() if graph.node(n).op != "param"]
     remaining = {n: graph.num_uses(n) for n in order}
     live = peak = 0
     for nid in order:
-        live += 4 * numel(graph.node(nid).shape)
+        live += 4 * numel(graph.node(nid).shape, batch)
         peak = max(peak, live)
         for a in graph.args(nid):
             if a in remaining:
                 remaining[a] -= 1
                 if remaining[a] == 0 and not graph.output_uses(a):
-                    live -= 4 * numel(graph.node(a).shape)
+                    live -= 4 * numel(graph.node(a).shape, batch)
     return peak
 
 
@@ -87,7 +89,7 @@ def summarize(graph: Graph, canonical: Graph | None = None) -> Summary:
         buffers=int(sum(v.size for k, v in graph.parameters.items() if graph.param_kind[k] == BUFFER)),
         macs=int(total_macs),
         activation_bytes=int(sum(4 * numel(n.shape) for n in graph.compute_nodes())),
-        peak_activation_bytes=_peak_bytes(graph),
+        peak_activation_bytes=peak_activation_bytes(graph),
         residual_connections=len(joins),
         projected_connections=sum(j.projected for j in joins),
     )

@@ -11,6 +11,7 @@ a batch norm's update counter), so the IR itself knows neither.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,54 @@ def _suffix(path: str) -> str:
 
 
 def read_weights_file(path: str) -> dict[str, np.ndarray]:
-    """Read a .safetensors, .npz or PyTorch .pt/.pth state_dict as name -> float32-or-other array."""
+    """Read a .safetensors, .npz or PyTorch .pt/.pth state_dict as name -> float32 array, checked
+    by ``check_weights`` (so a checkpoint is what it claims: floats, and finite)."""
+    return check_weights(_read(path), path)
+
+
+def check_weights(state: dict[str, np.ndarray], path: str) -> dict[str, np.ndarray]:
+    """float32 as is; other float dtypes (float16, float64, bfloat16) converted, with one warning
+    line on stderr; integers, bools and anything else refused, as are NaN and inf, naming the
+    parameter. ``num_batches_tracked`` (an integer counter every BatchNorm keeps) is passed through:
+    loading ignores it."""
+    out: dict[str, np.ndarray] = {}
+    converted: dict[str, int] = {}
+    for key, value in state.items():
+        value = np.asarray(value)
+        if key.endswith("num_batches_tracked"):
+            out[key] = value
+            continue
+        dtype = value.dtype
+        if dtype != np.float32:
+            if not _is_float(dtype):
+                raise ResdslError(
+                    f"{path}: parameter {key!r} has dtype {dtype}, not a float",
+                    hint="weights must be floating point (float32); is this the right checkpoint?",
+                )
+            converted[str(dtype)] = converted.get(str(dtype), 0) + 1
+            with np.errstate(over="ignore"):
+                value = value.astype(np.float32)
+        if not np.isfinite(value).all():
+            bad = int((~np.isfinite(value)).sum())
+            raise ResdslError(
+                f"{path}: parameter {key!r} holds {bad} NaN or inf value{'s' if bad != 1 else ''}"
+                + (f" (in float32; it was {dtype})" if dtype != np.float32 else ""),
+                hint="a diverged or corrupt checkpoint: use an earlier one",
+            )
+        out[key] = value
+    if converted:
+        what = ", ".join(f"{n} {name}" for name, n in sorted(converted.items()))
+        total = sum(converted.values())
+        sys.stderr.write(f"resdsl: warning: {path}: converted {total} parameters to float32 ({what})\n")
+    return out
+
+
+def _is_float(dtype: np.dtype) -> bool:
+    """numpy's floats, and ml_dtypes' bfloat16 and float8 kinds (which numpy does not class as floating)."""
+    return np.issubdtype(dtype, np.floating) or dtype.name.startswith(("bfloat16", "float8"))
+
+
+def _read(path: str) -> dict[str, np.ndarray]:
     if not os.path.isfile(path):
         raise ResdslError(f"weights file {path!r} does not exist")
     ext = _suffix(path)
@@ -73,7 +121,13 @@ def _read_torch(path: str) -> dict[str, np.ndarray]:
     for key, value in state.items():
         if not hasattr(value, "detach"):
             raise ResdslError(f"{path!r}: entry {key!r} is a {type(value).__name__}, not a tensor")
-        out[key] = value.detach().cpu().float().numpy() if value.is_floating_point() else value.cpu().numpy()
+        value = value.detach().cpu()
+        if value.dtype == torch.bfloat16:  # numpy has none: ml_dtypes' (onnx depends on it), bit for bit
+            import ml_dtypes
+
+            out[key] = value.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+        else:
+            out[key] = value.numpy()
     return out
 
 

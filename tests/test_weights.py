@@ -159,3 +159,78 @@ def test_pytorch_state_dict_loads_and_refuses_pickled_code(tmp_path):
     torch.save({"fc.weight": torch.zeros(2), "payload": object()}, evil)  # weights_only refuses arbitrary objects
     with pytest.raises(resdsl.ResdslError):
         weights.load_weights_file(model(), evil)
+
+
+TINY = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "tiny.py")
+
+
+def _tiny_state():
+    from resdsl.driver import CompileRequest, build_graph
+
+    graph, _ = build_graph(CompileRequest(TINY, level=0))
+    return graph, {k: v.copy() for k, v in graph.state_dict().items()}
+
+
+def _save_npz(path, state):
+    np.savez(path, **state)
+    return str(path)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float64])
+def test_other_float_dtypes_are_converted_with_one_warning(dtype, tmp_path, capsys):
+    graph, state = _tiny_state()
+    state = {k: v.astype(dtype) for k, v in state.items()}
+    path = _save_npz(tmp_path / "w.npz", state)
+    got = weights.read_weights_file(path)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err) == 1
+        and f"converted {len(state)} parameters to float32 ({len(state)} {np.dtype(dtype).name})" in err[0]
+    )
+    assert all(v.dtype == np.float32 for v in got.values())
+    assert all(np.array_equal(got[k], state[k].astype(np.float32)) for k in state)
+    weights.load_weights_file(graph, path)
+    assert np.array_equal(graph.parameters["fc.weight"], state["fc.weight"].astype(np.float32))
+
+
+def test_bfloat16_safetensors_is_converted(tmp_path, capsys):
+    import ml_dtypes
+    from safetensors.numpy import save_file
+
+    _, state = _tiny_state()
+    bf = {k: v.astype(ml_dtypes.bfloat16) for k, v in state.items()}
+    save_file(bf, str(tmp_path / "w.safetensors"))
+    got = weights.read_weights_file(str(tmp_path / "w.safetensors"))
+    assert "bfloat16" in capsys.readouterr().err
+    assert np.array_equal(got["fc.weight"], bf["fc.weight"].astype(np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.bool_, np.complex64])
+def test_integer_and_other_dtypes_are_refused_naming_the_parameter(dtype, tmp_path):
+    _, state = _tiny_state()
+    state["layer1.0.conv2.weight"] = state["layer1.0.conv2.weight"].astype(dtype)
+    with pytest.raises(resdsl.ResdslError, match=r"parameter 'layer1.0.conv2.weight' has dtype .*, not a float"):
+        weights.read_weights_file(_save_npz(tmp_path / "w.npz", state))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_nonfinite_weights_are_refused_naming_the_parameter(bad, tmp_path):
+    _, state = _tiny_state()
+    state["bn1.running_var"][3] = bad
+    with pytest.raises(resdsl.ResdslError, match=r"parameter 'bn1.running_var' holds 1 NaN or inf value"):
+        weights.read_weights_file(_save_npz(tmp_path / "w.npz", state))
+
+
+def test_float64_overflowing_float32_is_refused(tmp_path):
+    _, state = _tiny_state()
+    state = {k: v.astype(np.float64) for k, v in state.items()}
+    state["fc.bias"][0] = 1e300
+    with pytest.raises(resdsl.ResdslError, match=r"'fc.bias' holds 1 NaN or inf value \(in float32; it was float64\)"):
+        weights.read_weights_file(_save_npz(tmp_path / "w.npz", state))
+
+
+def test_integer_batch_counters_pass(tmp_path, capsys):
+    graph, state = _tiny_state()
+    state["bn1.num_batches_tracked"] = np.array(7, np.int64)
+    weights.load_weights_file(graph, _save_npz(tmp_path / "w.npz", state))
+    assert capsys.readouterr().err == ""

@@ -3,10 +3,60 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from resdsl.driver import CompileRequest
 from resdsl.errors import ResdslError
 from resdsl.loader import parse_arg
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1 (batch sizes, counts)."""
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """An argparse type: an integer of at least 0 (seeds: numpy refuses negative ones)."""
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be an integer of 0 or more")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
+def output_file(text: str) -> str:
+    """An argparse type: a file to write, refused up front when it names a directory,
+    so that no work is done (and no sidecar written) for an output that cannot be."""
+    if not text or os.path.isdir(text) or text.endswith(os.sep):
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory: name the file to write (a path inside it)")
+    _parent_is_directory(text)
+    return text
+
+
+def _parent_is_directory(text: str) -> None:
+    """Refuse a path below an existing file (``notes.txt/out.onnx``), which no mkdir can create."""
+    parent = os.path.dirname(os.path.abspath(text))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise argparse.ArgumentTypeError(f"{text!r} lies below {parent!r}, which is a file, not a directory")
+
+
+def output_dir(text: str) -> str:
+    """An argparse type: a directory to write into, refused up front when it names a file."""
+    if not text or (os.path.exists(text) and not os.path.isdir(text)):
+        raise argparse.ArgumentTypeError(f"{text!r} is a file, not a directory; name a directory to write into")
+    _parent_is_directory(text)
+    return text
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:

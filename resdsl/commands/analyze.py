@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from . import add_model_args, model_arguments
+from . import add_model_args, model_arguments, nonnegative_int, output_file, positive_int
 
 
 def add_parser(sub) -> None:
@@ -17,9 +17,11 @@ def add_parser(sub) -> None:
         help="inv-depth: x/L + F(x), L the number of residual adds; ALPHA: x + ALPHA*F(x)",
     )
     p.add_argument("--shortcut", choices=("A", "B", "C"), help="shortcut option (default: the model's, else B)")
-    p.add_argument("--batch", type=int, default=2, help="random inputs per measurement (default 2)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
-    p.add_argument("-o", "--output", metavar="PLOT.png", help="also plot the stds by depth (needs matplotlib)")
+    p.add_argument("--batch", type=positive_int, default=2, help="random inputs per measurement (default 2)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the random inputs")
+    p.add_argument(
+        "-o", "--output", type=output_file, metavar="PLOT.png", help="also plot the stds by depth (needs matplotlib)"
+    )
     p.add_argument("--json", action="store_true", help="print the measurements as JSON")
     p.set_defaults(func=run)
 

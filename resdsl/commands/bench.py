@@ -15,7 +15,7 @@ import time
 
 from resdsl.errors import ResdslError
 
-from . import add_pass_args, compile_request, emit_options
+from . import add_pass_args, compile_request, emit_options, nonnegative_int
 
 DEFAULT_TARGETS = "onnx,onnx-ort,llvm"
 
@@ -40,7 +40,7 @@ def add_parser(sub) -> None:
     p.add_argument("--repeat", type=int, default=20, help="timed runs per artifact and batch (default 20)")
     p.add_argument("--warmup", type=int, default=3, help="untimed runs first, at least 1 (default 3)")
     p.add_argument("--max-seconds", type=float, metavar="S", help="cut repeats (to no fewer than 3) to fit S seconds")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the random inputs (default 0)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="force a device (default: CUDA when present)")
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per artifact and batch")
     p.set_defaults(func=run)

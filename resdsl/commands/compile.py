@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-from . import add_model_args, add_pass_args, compile_request, emit_options
+from . import add_model_args, add_pass_args, compile_request, emit_options, output_file, positive_int
 
 
 def add_parser(sub) -> None:
@@ -16,9 +16,11 @@ def add_parser(sub) -> None:
     add_model_args(p)
     add_pass_args(p)
     p.add_argument("--target", default="onnx", help="onnx, onnx-ort, llvm (cpu) or cuda (default onnx)")
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="artifact path (.onnx, or .so for TVM)")
+    p.add_argument(
+        "-o", "--output", required=True, type=output_file, metavar="OUT", help="artifact path (.onnx, or .so for TVM)"
+    )
     p.add_argument("--arch", default="sm_90", help="CUDA architecture for --target cuda (default sm_90)")
-    p.add_argument("--batch", type=int, help="fix the batch size (TVM); default: symbolic")
+    p.add_argument("--batch", type=positive_int, help="fix the batch size (TVM); default: symbolic")
     p.add_argument(
         "--mcpu", metavar="CPU", help="build for this CPU family (llvm; LLVM's name, e.g. x86-64-v3); default: this one"
     )
@@ -35,6 +37,7 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--no-tophub", dest="tophub", action="store_false", help="do not apply the tile book shipped for this CPU"
     )
+    p.add_argument("--force", action="store_true", help="compile even when the model looks too big for the memory")
     p.add_argument("--verbose", action="store_true", help="print the pass table")
     p.add_argument("--dump-after", metavar="PASS|all", help="dump the graph after a pass (text and DOT)")
     p.add_argument("--dump-dir", default="resdsl-dump", metavar="DIR", help="where --dump-after writes")
@@ -49,6 +52,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from resdsl.backends import emit
     from resdsl.driver import build_graph
+    from resdsl.resources import guard
 
     options = emit_options(args, args.target)  # a flag the target does not take fails before the build
     req = compile_request(
@@ -62,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     graph, pipeline = build_graph(req)
     for text in pipeline.explained:
         sys.stderr.write(text + "\n")
+    guard(graph, args.batch or 1, args.force)
     if args.verbose:
         print(pipeline.table())
     options = dataclasses.replace(options, provenance=graph.meta["provenance"])

@@ -1,15 +1,25 @@
-"""``resdsl run``: run an artifact, optionally checking it against the reference interpreter."""
+"""``resdsl run``: run an artifact, optionally checking it against the reference interpreter.
+
+Output names come from the artifact and are data, not paths: ``--save`` writes each as
+``DIR/<safe name>.npy`` by the rule of ``safe_filename``. ``--check`` compares under the NaN
+rule of ``resdsl.numerics`` and says when an input or the reference itself is not finite.
+"""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
+import re
 
 import numpy as np
 
 from resdsl.errors import ResdslError
 
-from . import model_arguments
+from . import model_arguments, nonnegative_int, output_dir, positive_int
+
+MAX_STEM = 200  # bytes of a saved file's stem: names beyond it are cut and given a hash suffix
+_UNSAFE = re.compile(rb"[^A-Za-z0-9._-]")
 
 
 def add_parser(sub) -> None:
@@ -17,8 +27,8 @@ def add_parser(sub) -> None:
     p.add_argument("artifact", metavar="ARTIFACT")
     p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy", help="an input array")
     p.add_argument("--random", action="store_true", help="feed random normal inputs")
-    p.add_argument("--seed", type=int, default=0, help="seed for --random (default 0)")
-    p.add_argument("--batch", type=int, default=1, help="batch size for --random (default 1)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed for --random (default 0)")
+    p.add_argument("--batch", type=positive_int, default=1, help="batch size for --random (default 1)")
     p.add_argument("--check", metavar="MODEL.py", help="compare with the reference interpreter on this model file")
     p.add_argument("--model", help="model name within --check's file")
     p.add_argument(
@@ -30,8 +40,51 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--weights", metavar="FILE", help="weights for --check (default: those compiled in)")
     p.add_argument("--device", choices=("cpu", "cuda"), help="force a device (default: CUDA when present)")
-    p.add_argument("--save", metavar="DIR", help="write each output as DIR/NAME.npy")
+    p.add_argument("--save", type=output_dir, metavar="DIR", help="write each output as DIR/NAME.npy (names escaped)")
+    p.add_argument("--force", action="store_true", help="run even when the model looks too big for the memory")
     p.set_defaults(func=run)
+
+
+def safe_filename(name: str) -> str:
+    """The file name (without ``.npy``) an output named ``name`` is saved under.
+
+    Every byte of the UTF-8 name outside ``[A-Za-z0-9._-]`` becomes ``%XX`` (``%`` itself
+    included, so distinct names stay distinct and no ``/``, NUL or other separator remains);
+    an empty name, ``.`` and ``..`` are refused; a stem longer than 200 bytes is cut to 183
+    and given ``-`` and 16 hex digits of the name's SHA-256."""
+    if name in ("", ".", ".."):
+        raise ResdslError(f"output name {name!r} cannot be saved as a file", hint="rename the output in the model")
+    raw = name.encode("utf-8", "surrogatepass")
+    stem = _UNSAFE.sub(lambda m: b"%%%02X" % m.group()[0], raw).decode("ascii")
+    if len(stem) > MAX_STEM:
+        stem = stem[: MAX_STEM - 17] + "-" + hashlib.sha256(raw).hexdigest()[:16]
+    return stem
+
+
+def save_outputs(outputs: dict[str, np.ndarray], directory: str) -> list[tuple[str, str]]:
+    """Write each output inside ``directory`` only; returns (name, path) pairs. Names that would
+    map to the same file (case-insensitively, as some file systems compare) are refused first."""
+    from resdsl.atomic import atomic_path
+
+    files: dict[str, str] = {}
+    for name in outputs:
+        fname = safe_filename(name) + ".npy"
+        clash = files.get(fname.casefold())
+        if clash is not None:
+            raise ResdslError(f"outputs {clash!r} and {name!r} would both be saved as {fname}", hint="drop --save")
+        files[fname.casefold()] = name
+    os.makedirs(directory, exist_ok=True)
+    root = os.path.realpath(directory)
+    written = []
+    for name, value in outputs.items():
+        path = os.path.join(root, safe_filename(name) + ".npy")
+        if os.path.dirname(path) != root:  # cannot happen by the rule above; never write outside DIR
+            raise AssertionError(f"output {name!r} escaped {root}")
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, value)
+        written.append((name, path))
+    return written
 
 
 def _load_inputs(args, runner) -> dict[str, np.ndarray]:
@@ -55,45 +108,92 @@ def _load_inputs(args, runner) -> dict[str, np.ndarray]:
     return feeds
 
 
-def run(args: argparse.Namespace) -> int:
-    from resdsl.backends import open_artifact
-    from resdsl.driver import CompileRequest, build_graph
-    from resdsl.interpreter import interpret
-    from resdsl.numerics import TOLERANCE, compare
+def _feed_batch(runner, feeds: dict[str, np.ndarray], default: int) -> int:
+    """The batch the feeds carry: the size of a symbolic dimension, else ``default``."""
+    for spec in runner.inputs:
+        value = feeds.get(spec.name)
+        if value is not None and np.ndim(value) == len(spec.shape):
+            for want, got in zip(spec.shape, np.shape(value)):
+                if isinstance(want, str):
+                    return int(got)
+    return default
 
-    runner = open_artifact(args.artifact, args.device)
-    feeds = _load_inputs(args, runner)
-    outputs = runner.run(feeds)
-    for name, value in outputs.items():
-        print(f"output {name}: shape {tuple(value.shape)} dtype {value.dtype}")
-    print(f"device: {runner.device}")
-    if args.save:
-        os.makedirs(args.save, exist_ok=True)
-        for name, value in outputs.items():
-            np.save(os.path.join(args.save, f"{name}.npy"), value)
-    if not args.check:
-        return 0
-    prov = getattr(runner, "provenance", {}) or {}
+
+def _reference_graph(args, prov: dict):
+    """The model the artifact was compiled from, at -O0: for ``--check``, and for the memory guard
+    when the recorded model file is still the one compiled (same SHA-256); else None."""
+    from resdsl.driver import CompileRequest, build_graph
+
+    path = args.check
+    if path is None:
+        path = prov.get("model_file")
+        if not path or not os.path.isfile(path):
+            return None
+        with open(path, "rb") as f:
+            if hashlib.sha256(f.read()).hexdigest() != prov.get("model_sha256"):
+                return None
     request = CompileRequest(
-        path=args.check,
+        path=path,
         model=args.model or prov.get("model"),
         arguments=model_arguments(args) if args.arg else dict(prov.get("arguments", {})),
         level=0,  # the meaning of the model: the artifact's optimisations must not change it
         shortcut=prov.get("shortcut"),
         residual_scale=prov.get("residual_scale"),
-        weights=args.weights or prov.get("weights"),
+        weights=(args.weights or prov.get("weights")) if args.check else None,
     )
     graph, _ = build_graph(request)
+    return graph
+
+
+def run(args: argparse.Namespace) -> int:
+    from resdsl.backends import open_artifact
+    from resdsl.resources import guard
+
+    runner = open_artifact(args.artifact, args.device)
+    feeds = _load_inputs(args, runner)
+    prov = getattr(runner, "provenance", {}) or {}
+    graph = _reference_graph(args, prov)
+    if graph is not None:
+        guard(graph, _feed_batch(runner, feeds, args.batch), args.force)
+    outputs = runner.run(feeds)
+    for name, value in outputs.items():
+        print(f"output {name}: shape {tuple(value.shape)} dtype {value.dtype}")
+    print(f"device: {runner.device}")
+    if args.save:
+        for name, path in save_outputs(outputs, args.save):
+            print(f"saved {name} to {path}")
+    if not args.check:
+        return 0
+    return _check(graph, feeds, outputs)
+
+
+def _check(graph, feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> int:
+    """Compare with the interpreter; 1 when any output differs, under the NaN rule of resdsl.numerics."""
+    from resdsl.interpreter import interpret
+    from resdsl.numerics import TOLERANCE, compare, describe_nonfinite
+
     want = interpret(graph, feeds)
     missing = sorted(set(want) - set(outputs))
     if missing:
         raise ResdslError(f"the artifact lacks outputs {', '.join(missing)} of model {graph.name!r}")
-    errors = compare(outputs, want)
-    worst = max(errors.values())
-    for name, err in errors.items():
-        print(f"check {name}: max relative error {err:.2e} vs reference interpreter")
-    if worst > TOLERANCE:
-        print(f"FAILED: max relative error {worst:.2e} exceeds {TOLERANCE:.0e}")
+    bad_inputs = {k: d for k, v in feeds.items() if (d := describe_nonfinite(v))}
+    cause = "; ".join(f"the input {k} holds {d}" for k, d in bad_inputs.items()) or "the inputs are finite"
+    results = compare(outputs, want)
+    for name, result in results.items():
+        ref = describe_nonfinite(want[name])
+        if ref:
+            print(f"check {name}: the reference output has {ref}: {cause}")
+        if result.problem:
+            print(f"check {name}: {result.problem}")
+        else:
+            agree = f" (and {result.nonfinite_agree} non-finite values agree)" if result.nonfinite_agree else ""
+            print(f"check {name}: max relative error {result.error:.2e} vs reference interpreter{agree}")
+    failed = [name for name, r in results.items() if not r.ok(TOLERANCE)]
+    worst = max(r.error for r in results.values())
+    if failed:
+        what = f"output {failed[0]} differs" if len(failed) == 1 else f"outputs {', '.join(failed)} differ"
+        figure = f"max relative error {worst:.2e} exceeds {TOLERANCE:.0e}" if np.isfinite(worst) else "see above"
+        print(f"FAILED: {what} from the reference interpreter ({figure})")
         return 1
     print(f"OK: max relative error {worst:.2e} <= {TOLERANCE:.0e}")
     return 0

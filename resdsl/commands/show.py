@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from . import add_model_args, model_arguments
+from . import add_model_args, model_arguments, positive_int
 
 
 def add_parser(sub) -> None:
@@ -13,7 +13,7 @@ def add_parser(sub) -> None:
     add_model_args(p)
     p.add_argument("-O", dest="level", type=int, default=0, choices=(0, 1, 2), help="optimisation level (default 0)")
     p.add_argument("--shortcut", choices=("A", "B", "C"), help="shortcut option (default: the model's, else B)")
-    p.add_argument("--depth", type=int, metavar="K", help="group rows by the first K parts of their names")
+    p.add_argument("--depth", type=positive_int, metavar="K", help="group rows by the first K parts of their names")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 

@@ -11,7 +11,7 @@ import argparse
 
 from resdsl.errors import ResdslError
 
-from . import add_model_args, add_pass_args, compile_request, emit_options
+from . import add_model_args, add_pass_args, compile_request, emit_options, positive_int
 
 
 def add_parser(sub) -> None:
@@ -36,7 +36,9 @@ def add_parser(sub) -> None:
         metavar="PATH",
         help="tile book to extend (default resdsl-tiles.json) or MetaSchedule directory (default resdsl-tune)",
     )
-    p.add_argument("--batch", type=int, default=1, help="batch size to tune for (default 1); compile with the same")
+    p.add_argument(
+        "--batch", type=positive_int, default=1, help="batch size to tune for (default 1); compile with the same"
+    )
     p.add_argument("--weights", metavar="FILE", help="load parameters from .safetensors, .npz or .pt")
     p.set_defaults(func=run)
 
@@ -50,8 +52,6 @@ def run(args: argparse.Namespace) -> int:
     target = resolve_target(args.target)
     if target.name not in ("llvm", "cuda"):
         raise ResdslError(f"only TVM targets can be tuned, not {target.name!r}", hint="use --target llvm or cuda")
-    if args.batch < 1:
-        raise ResdslError(f"--batch must be a positive integer, got {args.batch}")
     method = args.method or ("tiles" if target.name == "llvm" else "metaschedule")
     if method == "tiles" and target.name != "llvm":
         raise ResdslError("tile search is for the CPU", hint="use --method metaschedule for cuda")

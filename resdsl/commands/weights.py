@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import add_model_args, model_arguments
+from . import add_model_args, model_arguments, output_file
 
 
 def add_parser(sub) -> None:
@@ -14,7 +14,9 @@ def add_parser(sub) -> None:
     add_model_args(e)
     e.add_argument("--shortcut", choices=("A", "B", "C"), help="shortcut option (default: the model's, else B)")
     e.add_argument("--weights", metavar="FILE", help="load these weights first (convert .pt to .safetensors)")
-    e.add_argument("-o", "--output", required=True, metavar="FILE", help="FILE.safetensors or FILE.npz")
+    e.add_argument(
+        "-o", "--output", required=True, type=output_file, metavar="FILE", help="FILE.safetensors or FILE.npz"
+    )
     e.set_defaults(func=run_export)
     p.set_defaults(func=lambda args: p.error("choose an action: export"))
 
