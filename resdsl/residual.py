@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .ir import Graph
-from .shapes import Shape, fmt, pair
+from .shapes import fmt, pair
 
 # Roles the shortcuts pass gives the nodes it inserts: such an operand is the shortcut of its add.
 SHORTCUT_ROLES = ("projection", "shortcut")
