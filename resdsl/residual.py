@@ -115,10 +115,10 @@ def plan(graph: Graph, shortcut: int, branch: int, ancestry: Ancestry | None = N
         for (sh, sw), grid in sorted(grids.items(), reverse=True):
             if grid == tuple(b[2:]):
                 return Projection("conv", s[1], b[1], sh if sh == sw else (sh, sw))
-        told = ", ".join(f"stride {sh}x{sw} gives {h}x{w}" for (sh, sw), (h, w) in sorted(grids.items()))
+        told = " or ".join(f"{sh}x{sw} (to {h}x{w})" for (sh, sw), (h, w) in sorted(grids.items()))
         return (
-            f"the shortcut {fmt(s)} strided as the branch does (its convolutions' and pools' strides "
-            f"multiplied: {told}) does not reach the branch's {b[2]}x{b[3]}: {fmt(s)} vs {fmt(b)}"
+            f"the branch strides by {told}, the product of its convolutions' and pools' strides, "
+            f"but outputs {b[2]}x{b[3]}: shortcut {fmt(s)}, branch {fmt(b)}"
         )
     if len(s) >= 2:
         if s[:-1] != b[:-1]:
