@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ lint: setup
 
 bench: setup
 	$(PY) benchmarks/run.py
+
+# Differential campaign: random residual networks, interpreter vs ONNX Runtime (both flavours) vs TVM llvm.
+fuzz: setup
+	$(PY) benchmarks/differential.py --minutes 60
 
 clean:
 	rm -rf $(VENV) build *.egg-info resdsl-dump
