@@ -38,7 +38,6 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 from helpers import randomize  # noqa: E402
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import seed as hypothesis_seed  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 from strategies import Block, NetSpec, build, wide_net_specs  # noqa: E402, F401  (Block: reproducers)
 
 import resdsl  # noqa: E402
@@ -173,10 +172,10 @@ def _round(c: Campaign, workdir: str, round_seed: int) -> tuple[NetSpec, bool, D
         print_blob=False,
     )
     @hypothesis_seed(round_seed)
-    @given(wide_net_specs(), st.integers(0, 99))
-    def network(spec: NetSpec, tvm_draw: int) -> None:
-        tvm = tvm_draw >= 100 - c.tvm_percent  # shrinking the draw toward 0 turns TVM off
-        if state["failing"]:  # shrinking: run, never count
+    @given(wide_net_specs())
+    def network(spec: NetSpec) -> None:
+        if state["failing"]:  # shrinking, on the failing network's executors: run, never count
+            tvm = state["last"][1]
             try:
                 run_network(spec, workdir, tvm)
             except Disagreement as e:
@@ -187,6 +186,8 @@ def _round(c: Campaign, workdir: str, round_seed: int) -> tuple[NetSpec, bool, D
         if c.finished():
             return
         c.networks += 1
+        p = c.tvm_percent / 100  # exactly that share of the networks, spread evenly
+        tvm = int(c.networks * p) > int((c.networks - 1) * p)
         try:
             run_network(spec, workdir, tvm, c.ran)
         except Disagreement as e:
