@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
+import pytest
 from strategies import Block, NetSpec
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
@@ -34,3 +35,26 @@ def test_executors_agree(case, tmp_path):
 CASES.append((NetSpec(False, (Block("basic", 8, 2),), "B", input_shape=(4, 2, 2), stem=4, batch=1), False))
 CASES.append((NetSpec(False, (Block("basic", 4, 3),), "B", input_shape=(4, 4, 4), stem=4, batch=1), False))
 # Cases the differential campaign found:
+# onnx: y: max relative error # >= # (5.6e-4 on ONNX Runtime, both flavours, -O0 as -O2, ORT optimisations
+# on or off: not a pass; open, an op's lowering or the conditioning of a 4-feature layer norm).
+CASES.append(
+    pytest.param(
+        (
+            NetSpec(
+                dense=True,
+                blocks=(
+                    Block(kind="residual_mlp", width=4, stride=1, extras=("dup", "gate", "norm")),
+                    Block(kind="transformer", width=4, stride=1, extras=("gate",)),
+                ),
+                shortcut="C",
+                residual_scale=None,
+                input_shape=(3, 4),
+                stem=4,
+                batch=1,
+                level=2,
+            ),
+            False,
+        ),
+        marks=pytest.mark.xfail(reason="ONNX differs from the interpreter by 5.6e-4: open", strict=True),
+    )
+)
