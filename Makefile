@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint bench golden clean
+.PHONY: setup demo test lint bench golden fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ bench: setup
 # Refresh tests/golden/ (the IR after each -O2 pass) after an intended change to a pass.
 golden: setup
 	$(PY) scripts/refresh_golden.py
+
+# Differential campaign: random residual networks, interpreter vs ONNX Runtime (both flavours) vs TVM llvm.
+fuzz: setup
+	$(PY) benchmarks/differential.py --minutes 60
 
 clean:
 	rm -rf $(VENV) build *.egg-info resdsl-dump

@@ -1,13 +1,14 @@
 """Projection shortcuts: make every residual add well-defined.
 
-A residual add y = F(x) + x whose operands differ in shape is undefined; the
-seed's projection connection replaces it by y = F(x) + P(x). The shortcut
-operand is the one that feeds the other. Options (He et al. 2015):
+A residual add y = F(x) + x whose operands differ in shape in any way, broadcasting
+included, is a join the seed's projection connection replaces by y = F(x) + P(x);
+the shortcut operand is the one that feeds the other (``resdsl.residual``). A, B
+and C agree on which adds are joins. Options (He et al. 2015):
 
-- B (default): project only where shapes differ. NCHW: P = 1x1 conv (stride =
-  the spatial ratio, no bias) then batch norm, named ``<scope>.downsample.0/1``
-  as torchvision does; rank 2/3: P(x) = x M^T, a bias-free linear ``<scope>.proj``.
-- A: parameter-free. Stride the identity (1x1 average pool with the ratio as
+- B (default): project only where shapes differ. NCHW: P = 1x1 conv (no bias,
+  stride = the branch's own: the product of its convolutions' and pools' strides)
+  then batch norm, named ``<scope>.downsample.0/1`` as torchvision does; rank 2/3: P(x) = x M^T, a bias-free linear ``<scope>.proj``.
+- A: parameter-free. Stride the identity (1x1 average pool with the branch's
   stride, i.e. x[:, :, ::s, ::s]) and zero-pad the new channels, half before
   and half after, as the CIFAR ResNets' reference code does.
 - C: project every residual shortcut, also where shapes agree.
@@ -24,7 +25,7 @@ from resdsl import residual
 from resdsl.errors import ResdslError
 from resdsl.init import he_normal
 from resdsl.ir import BUFFER, WEIGHT, Graph
-from resdsl.shapes import broadcast, fmt
+from resdsl.shapes import broadcast, fmt, pair
 
 from .base import Pass, PassResult, option, register_pass
 from .patterns import Namer
@@ -60,13 +61,13 @@ def run(graph: Graph, shortcut: str | None) -> PassResult:
             continue
         a, b = graph.args(nid)
         sa, sb = graph.node(a).shape, graph.node(b).shape
-        mismatched = broadcast(sa, sb) is None
-        if not mismatched and (mode != "C" or sa != sb):
+        differ = sa != sb
+        if not differ and mode != "C":
             continue
         pair = residual.residual_operands(graph, nid, ancestry)
         if pair is None:
-            if not mismatched:
-                continue
+            if broadcast(sa, sb) is not None:
+                continue  # a broadcast of values that are not a residual (a bias, a scale)
             na, nb = graph.node(a), graph.node(b)
             raise ResdslError(
                 f"{node.name}: operands {na.name} {fmt(sa)} (from {na.loc}) and {nb.name} {fmt(sb)} "
@@ -77,10 +78,10 @@ def run(graph: Graph, shortcut: str | None) -> PassResult:
         shortcut, branch = pair
         if graph.node(shortcut).role in residual.SHORTCUT_ROLES:
             continue  # projected by an earlier run
-        plan = residual.plan(graph.node(shortcut).shape, graph.node(branch).shape)
+        plan = residual.plan(graph, shortcut, branch, ancestry)
         if isinstance(plan, str):
             raise ResdslError(f"{node.name}: residual add cannot be projected: {plan}", node.loc)
-        if mode == "A" and mismatched:
+        if mode == "A" and differ:
             new = _parameter_free(graph, node, shortcut, plan, namer)
             counts["parameter_free"] += 1
         elif mode == "A":
@@ -91,8 +92,13 @@ def run(graph: Graph, shortcut: str | None) -> PassResult:
         index = graph.args(nid).index(shortcut)
         graph.set_input(nid, index, new)
         graph.reinfer(nid)
-        if graph.node(nid).shape != graph.node(branch).shape:
-            raise ResdslError(f"{node.name}: projection did not reconcile shapes", node.loc)
+        if graph.node(new).shape != graph.node(branch).shape:
+            raise ResdslError(
+                f"{node.name}: the projected shortcut is {fmt(graph.node(new).shape)}, "
+                f"the branch {fmt(graph.node(branch).shape)}",
+                node.loc,
+                "make the branch's strides and padding keep the shortcut's grid (3x3 convolutions with padding 1)",
+            )
     return PassResult(graph, any(counts.values()), counts)
 
 
@@ -140,7 +146,7 @@ def _parameter_free(graph: Graph, add, shortcut: int, plan: residual.Projection,
     prefix = f"{add.scope}." if add.scope else ""
     x = shortcut
     rank = len(graph.node(shortcut).shape)
-    if plan.kind == "conv" and plan.stride > 1:
+    if plan.kind == "conv" and pair(plan.stride) != (1, 1):
         name = namer.fresh(f"{prefix}shortcut.stride")
         x = graph.add_node(
             "avg_pool2d", [x], {"kernel": 1, "stride": plan.stride}, name=name, loc=add.loc, role="shortcut"

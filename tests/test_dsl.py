@@ -89,7 +89,7 @@ def test_add_same_tensor_twice(tmp_path):
             return nn.output("y", y + x)
      """,
             "y + x",
-            "ratio is not an integer",
+            "but outputs 10x10",
         ),
         (
             """

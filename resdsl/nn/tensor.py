@@ -630,18 +630,15 @@ def pow(x: Tensor, exponent: float, *, name: str | None = None) -> Tensor:  # no
 
 @dsl
 def add(a: Tensor | float, b: Tensor | float, *, name: str | None = None) -> Tensor:
-    """a + b. When the shapes cannot broadcast and one operand feeds the other, this is a
-    residual connection whose shortcut needs a projection: the result takes the branch's
-    shape, and the shortcuts pass inserts the projection."""
+    """a + b. When one operand feeds the other and their shapes differ in any way (broadcasting
+    included), this is a residual join whose shortcut needs a projection: the result takes the
+    branch's shape, and the shortcuts pass inserts the projection (see ``resdsl.residual``)."""
     a, b_ = _tensor(a, "nn.add"), _tensor(b, "nn.add")
-    if broadcast(a.shape, b_.shape) is not None:
-        return _node("add", [a, b_], name=name)
     g = current().graph
-    if g.is_ancestor(a.id, b_.id):
-        shortcut, branch = a, b_
-    elif g.is_ancestor(b_.id, a.id):
-        shortcut, branch = b_, a
-    else:
+    join = residual.pending_join(g, a.id, b_.id)
+    if join is None:
+        if broadcast(a.shape, b_.shape) is not None:
+            return _node("add", [a, b_], name=name)
         na, nb = g.node(a.id), g.node(b_.id)
         raise ResdslError(
             f"cannot add {na.name} {fmt(na.shape)} (from {na.loc}) and {nb.name} {fmt(nb.shape)} (from {nb.loc}): "
@@ -649,7 +646,7 @@ def add(a: Tensor | float, b: Tensor | float, *, name: str | None = None) -> Ten
             caller_loc(),
             "make the shapes equal, or add a tensor to a branch computed from it",
         )
-    why = residual.plan(shortcut.shape, branch.shape)
+    why = residual.plan(g, *join)
     if isinstance(why, str):
         raise ResdslError(f"residual add cannot be projected: {why}", caller_loc())
-    return _node("add", [a, b_], name=name, shape=branch.shape)
+    return _node("add", [a, b_], name=name, shape=g.node(join[1]).shape)
