@@ -85,7 +85,7 @@ def _guard(executor: str, fn):
 
 def run_network(spec: NetSpec, workdir: str, tvm: bool = False, ran: Counter | None = None) -> None:
     """Build ``spec``, run it through every executor and raise Disagreement at the first that differs."""
-    from resdsl.backends import EmitOptions, emit, open_artifact
+    from resdsl.backends import emit, make_options, open_artifact
     from resdsl.passes import PassOptions, pipeline, run_passes
 
     ran = ran if ran is not None else Counter()
@@ -112,7 +112,7 @@ def run_network(spec: NetSpec, workdir: str, tvm: bool = False, ran: Counter | N
         path = os.path.join(workdir, f"net{serial}-{target}{ext}")
 
         def execute(target=target, path=path):
-            files = emit(optimised, path, EmitOptions(target=target))
+            files = emit(optimised, path, make_options(target))
             try:
                 return open_artifact(path, "cpu").run(feeds)
             finally:

@@ -13,12 +13,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from helpers import assert_close, randomize
-from resdsl.backends import EmitOptions, emit, open_artifact
+from resdsl.backends import emit, make_options, open_artifact
 from resdsl.passes import PassOptions, run_passes
 
 import resdsl
 from resdsl import ResdslError, blocks, nn
 from resdsl.analysis import residual_joins
+from resdsl.shapes import pair
 
 # (input shape C, H, W; planes; stride) -> the branch's output grid, as torchvision computes it
 CASES = {
@@ -58,7 +59,7 @@ def _canonical(build, mode: str, **kwargs):
 def _through_onnx(graph, tmp_path, batch: int = 2):
     feeds = resdsl.random_inputs(graph, batch, seed=4)
     path = str(tmp_path / "m.onnx")
-    emit(graph, path, EmitOptions(target="onnx"))
+    emit(graph, path, make_options("onnx"))
     assert_close(open_artifact(path, "cpu").run(feeds), resdsl.interpret(graph, feeds))
     return feeds
 
@@ -69,7 +70,7 @@ def test_join_is_projected_with_the_branchs_stride(case, tmp_path):
     g = randomize(_canonical(one_block, "B", shape=shape, planes=planes, stride=stride), seed=1)
     assert g.node(g.outputs[0][1]).shape == ("N", planes, *grid)
     ds = next(n for n in g.nodes() if n.name == "layer1.0.downsample.0")
-    assert ds.attrs["stride"] == stride and ds.role == "projection"
+    assert ds.attrs["stride"] == pair(stride) and ds.role == "projection"
     assert g.parameters["layer1.0.downsample.0.weight"].shape == (planes, shape[0], 1, 1)
     [join] = residual_joins(g)
     assert join.projected
@@ -143,7 +144,7 @@ def test_resnet18_on_a_rectangular_image_compiles(tmp_path):
     g = randomize(_canonical(resnet18_rect, "B"), seed=3)
     assert g.num_parameters() == 11_689_512 - 990 * 513  # torchvision's resnet18 with a 10-class fc
     ds = {n.name: n.attrs["stride"] for n in g.nodes() if n.op == "conv2d" and n.role == "projection"}
-    assert ds == {f"layer{s}.0.downsample.0": 2 for s in (2, 3, 4)}
+    assert ds == {f"layer{s}.0.downsample.0": (2, 2) for s in (2, 3, 4)}
     _through_onnx(g, tmp_path, batch=1)
 
 
