@@ -115,7 +115,7 @@ def _graph(name: str, level: int) -> resdsl.Graph:
             pytest.skip("examples/resnet.py is not there yet")
         g = resdsl.load(RESNET, "resnet18", image_size=64)
     else:
-        g = dense_mlp()
+        g = resdsl.canonical(dense_mlp)
     g = randomize(g)  # batch norms that are not identities, so folding is really exercised
     return g if level == 0 else run_passes(g, pipeline(level)).graph
 
@@ -198,7 +198,7 @@ def test_cuda_builds_without_a_gpu(tmp_path):
 
 
 def test_cuda_arch_is_passed_through_and_checked(tmp_path):
-    graph = dense_mlp(width=8, depth=1)
+    graph = resdsl.canonical(dense_mlp, width=8, depth=1)
     emit(graph, str(tmp_path / "m.so"), CudaOptions(arch="sm_80", batch=4))
     meta = json.load(open(tmp_path / "m.json"))
     assert meta["target"]["arch"] == "sm_80" and meta["batch"] == 4
@@ -268,7 +268,7 @@ def test_failed_emit_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(build.json, "dump", boom)
     with pytest.raises(resdsl.ResdslError, match="sidecar failed"):
-        emit(dense_mlp(width=8, depth=1), str(tmp_path / "m.so"), LlvmOptions())
+        emit(resdsl.canonical(dense_mlp, width=8, depth=1), str(tmp_path / "m.so"), LlvmOptions())
     assert os.listdir(tmp_path) == []
 
 

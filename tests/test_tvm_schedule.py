@@ -163,7 +163,7 @@ def test_tuned_record_replaces_the_rule(tmp_path):
     from resdsl.backends.tvm.tune import extract_tasks
     from tvm.s_tir import meta_schedule as ms
 
-    graph = run_passes(randomize(block()), pipeline(2)).graph
+    graph = run_passes(randomize(resdsl.canonical(block)), pipeline(2)).graph
     target = tvm.target.Target(tvm_target.llvm_target())
     tasks = [t for t in extract_tasks(fused_module(graph, target, 1), target) if "conv2d" in t.task_name]
     task = tasks[0]

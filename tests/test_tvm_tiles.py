@@ -33,7 +33,7 @@ def block():
 
 
 def _graph():
-    return run_passes(randomize(block()), pipeline(2)).graph
+    return run_passes(randomize(resdsl.canonical(block)), pipeline(2)).graph
 
 
 def _kernels(graph, tiles):
