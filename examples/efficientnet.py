@@ -9,8 +9,15 @@ import resdsl
 from resdsl import blocks, nn
 
 # expand ratio, kernel, first stride, out width, repeats (width and depth multipliers 1.0)
-B0 = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3), (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))
-
+B0 = (
+    (1, 3, 1, 16, 1),
+    (6, 3, 2, 24, 2),
+    (6, 5, 2, 40, 2),
+    (6, 3, 2, 80, 3),
+    (6, 5, 1, 112, 3),
+    (6, 5, 2, 192, 4),
+    (6, 3, 1, 320, 1),
+)
 
 
 def efficientnet(settings, num_classes, image_size, stochastic_depth_prob=0.2, dropout=0.2):

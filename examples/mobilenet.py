@@ -9,7 +9,15 @@ import resdsl
 from resdsl import blocks, nn
 
 # MobileNetV2 (Sandler et al. 2018): expand ratio t, width c, repeats n, first stride s.
-V2_SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+V2_SETTINGS = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 
 # MobileNetV3 (Howard et al. 2019): kernel, expanded width, out width, SE, activation, stride.
 V3_LARGE = (
@@ -43,7 +51,6 @@ V3_SMALL = (
     (5, 576, 96, True, "HS", 1),
 )
 ACTIVATIONS = {"RE": nn.relu, "HS": nn.hardswish}
-
 
 
 @resdsl.model

@@ -79,7 +79,9 @@ def conv_norm_act(
     """torchvision.ops.Conv2dNormActivation: ``<name>.0`` conv (no bias, "same" padding), ``<name>.1`` batch norm,
     then the activation (None for the linear projections of inverted residuals)."""
     with nn.scope(name):
-        y = nn.conv2d(x, out_channels, kernel, stride=stride, padding=(kernel - 1) // 2, groups=groups, bias=False, name="0")
+        y = nn.conv2d(
+            x, out_channels, kernel, stride=stride, padding=(kernel - 1) // 2, groups=groups, bias=False, name="0"
+        )
         y = nn.batch_norm(y, eps=eps, name="1")
     return activation(y) if activation is not None else y
 
