@@ -1,6 +1,7 @@
 """Remove ops that return their input unchanged: f(x) = x, so every use of f(x) can read x.
 
-Identities recognised: ``identity``; ``reshape`` and ``flatten`` whose output shape is
+Identities recognised: ``identity``; ``dropout`` and ``stochastic_depth`` (identities at
+inference, so a residual add behind them can still fuse into its conv); ``reshape`` and ``flatten`` whose output shape is
 the input shape; ``transpose`` with the permutation (0, 1, ..., r-1); ``pad`` with all
 pads zero; and a pooling window of 1x1 with stride 1 and no padding (the mean or max
 of one element is that element; option-A shortcuts make such a pool when no stride is
@@ -19,7 +20,7 @@ from .base import Pass, PassResult, register_pass
 from .patterns import Namer
 from .rewrite import Match, Refusal, Rule, apply_rules
 
-OPS = ("identity", "reshape", "flatten", "transpose", "pad", "avg_pool2d", "max_pool2d")
+OPS = ("identity", "dropout", "stochastic_depth", "reshape", "flatten", "transpose", "pad", "avg_pool2d", "max_pool2d")
 
 
 def _all(value, want: int) -> bool:

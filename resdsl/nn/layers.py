@@ -28,21 +28,26 @@ from .tensor import Tensor, _layer_name, _node, _param, _tensor, pad
 
 
 @dsl
-def parameter(name: str, shape: Sequence[int], *, init: str = "zeros") -> Tensor:
-    """A free trainable tensor (e.g. a class token or position embedding)."""
+def parameter(name: str, shape: Sequence[int], *, init: str | float = "zeros") -> Tensor:
+    """A free trainable tensor (e.g. a class token or position embedding).
+
+    ``init`` is zeros, ones, normal (std 0.02), or a number every entry starts at
+    (ConvNeXt's layer scale starts at 1e-6, as torch.full would make it)."""
     b = current()
     pname = b.qualify(check.name("parameter", name) or "")
     shape = tuple(shape)
     if any(isinstance(d, bool) or not isinstance(d, int) or d <= 0 for d in shape):
         raise check.fail("parameter", f"shape {shape} must hold positive ints")
-    if init == "zeros":
+    if isinstance(init, int | float) and not isinstance(init, bool):
+        value = np.full(shape, init, np.float32)
+    elif init == "zeros":
         value = np.zeros(shape, np.float32)
     elif init == "ones":
         value = np.ones(shape, np.float32)
     elif init == "normal":
         value = initialisers.normal(b.seed, pname, shape, 0.02)
     else:
-        raise ResdslError(f"nn.parameter: unknown init {init!r}", caller_loc(), "use zeros, ones or normal")
+        raise ResdslError(f"nn.parameter: unknown init {init!r}", caller_loc(), "use zeros, ones, normal or a number")
     return Tensor(b, b.graph.add_param(pname, value, WEIGHT, caller_loc()))
 
 
