@@ -63,7 +63,7 @@ def import_onnx(path: str) -> Graph:
     initializers = {t.name for t in model.graph.initializer}
     for t in model.graph.initializer:
         im.values[t.name] = numpy_helper.to_array(t)
-    for i, vi in enumerate(v for v in model.graph.input if v.name not in initializers):
+    for vi in (v for v in model.graph.input if v.name not in initializers):
         elem = vi.type.tensor_type.elem_type
         dtype = {1: "float32", 7: "int64"}.get(elem)
         if dtype is None:
@@ -79,7 +79,11 @@ def import_onnx(path: str) -> Graph:
     _drop_unused(graph)
     mark_projections(graph)
     graph.meta.update(
-        source=path, model=graph.name, arguments={}, shortcut="B", seed=0,
+        source=path,
+        model=graph.name,
+        arguments={},
+        shortcut="B",
+        seed=0,
         onnx_names={k: v for k, v in im.names.items() if k in graph.parameters},
     )
     graph.verify()

@@ -9,15 +9,13 @@ CONST parameters. ``Importer.names`` maps every parameter back to its ONNX initi
 
 from __future__ import annotations
 
-import math
 import re
 
 import numpy as np
 
 from ..errors import ResdslError
 from ..ir import BUFFER, CONST, WEIGHT, Graph
-from ..shapes import BATCH
-from .fold import BATCH_MARK, FOLD_ONLY, FOLDERS, check_marks, fold, has_mark
+from .fold import BATCH_MARK, FOLD_ONLY, FOLDERS, check_marks, fold
 from .reader import OnnxLoc
 
 _BAD = re.compile(r"[^A-Za-z0-9_.]")
@@ -131,7 +129,9 @@ class Importer:
 
     def set_outputs(self, value) -> None:
         if isinstance(value, np.ndarray) and not check_marks(value):
-            self.fail("a size computed here depends on the batch size", "export with a static batch or flatten with 0/-1")
+            self.fail(
+                "a size computed here depends on the batch size", "export with a static batch or flatten with 0/-1"
+            )
         self.values[self.node.output[0]] = value
 
     def shape_of(self, value, attrs: dict) -> np.ndarray:

@@ -13,7 +13,17 @@ import numpy as np
 
 BATCH_MARK = -(2**40)  # the batch size inside a folded shape tensor
 
-_DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 5: np.int16, 6: np.int32, 7: np.int64, 9: np.bool_, 10: np.float16, 11: np.float64}
+_DTYPES = {
+    1: np.float32,
+    2: np.uint8,
+    3: np.int8,
+    5: np.int16,
+    6: np.int32,
+    7: np.int64,
+    9: np.bool_,
+    10: np.float16,
+    11: np.float64,
+}
 
 
 def _axes(attrs: dict, inputs: list, index: int, rank: int) -> list[int] | None:
@@ -68,7 +78,7 @@ FOLDERS = {
     "Add": lambda a, x, y: x + y,
     "Sub": lambda a, x, y: x - y,
     "Mul": lambda a, x, y: x * y,
-    "Div": lambda a, x, y: (x // y if np.issubdtype(x.dtype, np.integer) else x / y),
+    "Div": lambda a, x, y: x // y if np.issubdtype(x.dtype, np.integer) else x / y,
     "Neg": lambda a, x: -x,
     "Sqrt": lambda a, x: np.sqrt(x),
     "Pow": lambda a, x, y: np.power(x, y),
@@ -76,7 +86,7 @@ FOLDERS = {
     "Where": lambda a, c, x, y: np.where(c, x, y),
     "Expand": lambda a, x, s: x * np.ones(s.tolist(), dtype=x.dtype),
     "ConstantOfShape": lambda a, s: np.full(s.tolist(), a["value"].reshape(-1)[0] if "value" in a else 0.0),
-    "Range": lambda a, s, l, d: _range(s, l, d),
+    "Range": lambda a, start, limit, delta: _range(start, limit, delta),
     "Shape": lambda a, x: np.array(x.shape, np.int64),
 }
 # Ops that only fold: meaningful in resdsl's graphs only when every input is a constant.
@@ -89,10 +99,6 @@ def fold(op_type: str, attrs: dict, inputs: list) -> np.ndarray:
     while args and args[-1] is None:
         args.pop()
     return np.asarray(FOLDERS[op_type](attrs, *args))
-
-
-def has_mark(value: np.ndarray) -> bool:
-    return np.issubdtype(value.dtype, np.integer) and bool(np.any(value <= BATCH_MARK // 2))
 
 
 def check_marks(value: np.ndarray) -> bool:
