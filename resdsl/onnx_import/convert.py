@@ -47,6 +47,7 @@ class Importer:
         self.values: dict[str, int | np.ndarray] = {}
         self.names: dict[str, str] = {}  # resdsl parameter -> ONNX initializer or constant
         self.used_names: set[str] = set()
+        self.const_params: dict[str, int] = {}
         self.skip: set[int] = set()  # ONNX node indices a pattern absorbed
         self.consumers: dict[str, list[int]] = {}
         self.nodes: list = []
@@ -81,10 +82,11 @@ class Importer:
     def tensor(self, name: str) -> int:
         """The graph node of ONNX value ``name``; a constant operand becomes a CONST parameter."""
         v = self.values[name]
-        if isinstance(v, np.ndarray):
-            nid = self.param(v.astype(np.float32), sanitise(f"{self.layer()}.{name.rsplit('/', 1)[-1]}"), name, CONST)
-            self.values[name] = nid
-            return nid
+        if isinstance(v, np.ndarray):  # one parameter per constant; the value stays for later folding
+            if name not in self.const_params:
+                pname = sanitise(f"{self.layer()}.{name.rsplit('/', 1)[-1]}")
+                self.const_params[name] = self.param(v.astype(np.float32), pname, name, CONST)
+            return self.const_params[name]
         return v
 
     def add(self, op: str, inputs: list[int], attrs: dict | None = None, name: str | None = None) -> int:

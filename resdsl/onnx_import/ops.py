@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from .convert import Importer, _scalar, converter
+from .convert import CONVERTERS, Importer, _scalar, converter
 from .fold import BATCH_MARK
 
 _UNARY = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "HardSwish": "hardswish", "Gelu": "gelu"}
@@ -84,10 +84,22 @@ def _const_operand(im: Importer, node, value: float) -> str | None:
     """The other operand of a binary ``node`` whose one operand is the constant ``value``."""
     a, b = node.input
     for this, other in ((a, b), (b, a)):
-        c = im.const(this)
+        c = _peek_const(im, this)
         if c is not None and c.size == 1 and math.isclose(float(c.reshape(-1)[0]), value, rel_tol=1e-5):
             return other
     return None
+
+
+def _peek_const(im: Importer, name: str) -> np.ndarray | None:
+    """A constant, also one a later Constant node defines (a pattern looks ahead of the walk)."""
+    if name in im.values:
+        return im.const(name)
+    producer = next((n for n in im.nodes if name in n.output), None)
+    if producer is None or producer.op_type != "Constant":
+        return None
+    from .convert import attributes
+
+    return CONVERTERS["Constant"](im, attributes(producer), [])
 
 
 def _only_consumer(im: Importer, value: str, op_type: str):
