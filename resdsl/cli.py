@@ -17,7 +17,22 @@ import sys
 
 from .errors import ResdslError
 
-COMMANDS = ("compile", "run", "passes", "show", "viz", "analyze", "weights", "bench", "tune", "export", "serve")
+# Command name -> module, where the name is a Python keyword.
+_MODULES = {"import": "import_model"}
+COMMANDS = (
+    "compile",
+    "run",
+    "passes",
+    "show",
+    "viz",
+    "analyze",
+    "weights",
+    "bench",
+    "tune",
+    "export",
+    "serve",
+    "import",
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,9 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
         try:
-            module = importlib.import_module(f"resdsl.commands.{name}")
+            module = importlib.import_module(f"resdsl.commands.{_MODULES.get(name, name)}")
         except ModuleNotFoundError as e:
-            if e.name == f"resdsl.commands.{name}":
+            if e.name == f"resdsl.commands.{_MODULES.get(name, name)}":
                 continue  # a command not built yet
             raise
         module.add_parser(sub)

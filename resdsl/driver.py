@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import ResdslError
 from .ir import Graph
-from .loader import build_model, pick_model
+from .loader import build_model, load_graph
 from .model import Model
 
 
@@ -49,8 +49,7 @@ def canonical(model: Model, shortcut: str | None = None, **kwargs: Any) -> Graph
 
 def load(path: str, name: str | None = None, **kwargs: Any) -> Graph:
     """Build a model of a model file and return its canonical graph (shortcuts inserted, shapes inferred)."""
-    model = pick_model(path, name)
-    graph = build_model(model, **kwargs)
+    graph, _, _ = load_graph(path, name, kwargs)
     graph.meta["source"] = path
     return canonicalize(graph)
 
@@ -102,8 +101,7 @@ def build_graph(req: CompileRequest) -> tuple[Graph, Any]:
     """Build the model and run the requested passes; returns the graph and the pipeline result."""
     from resdsl.passes import LEVELS, PassOptions, pipeline, resolve, run_passes
 
-    model = pick_model(req.path, req.model)
-    raw = build_model(model, **req.arguments)
+    raw, model_name, model_shortcut = load_graph(req.path, req.model, req.arguments)
     raw.meta["source"] = req.path
     if req.level not in LEVELS:
         raise ResdslError(f"unknown optimisation level -O{req.level}", hint=f"use one of {sorted(LEVELS)}")
@@ -122,9 +120,9 @@ def build_graph(req: CompileRequest) -> tuple[Graph, Any]:
     result = run_passes(
         raw, passes, verify=req.verify, dump_dir=req.dump_dir, dump_after=req.dump_after, explain=req.explain
     )
-    prov = provenance(req.path, model.name, req.arguments)
+    prov = provenance(req.path, model_name, req.arguments)
     # What changes the function, so that `resdsl run --check` rebuilds the same one.
-    prov["shortcut"] = shortcut or model.shortcut
+    prov["shortcut"] = shortcut or model_shortcut
     prov["residual_scale"] = chosen["scale_residuals"].scale if "scale_residuals" in chosen else None
     if req.weights:
         prov["weights"] = os.path.abspath(req.weights)

@@ -76,6 +76,28 @@ def build_model(model: Model, **kwargs: Any) -> Graph:
         raise ResdslError(f"{type(e).__name__} while building model {model.name!r}: {e}", loc) from e
 
 
+def load_graph(path: str, name: str | None = None, arguments: dict[str, Any] | None = None) -> tuple[Graph, str, str]:
+    """The raw graph of a model file, its model name and default shortcut option.
+
+    A path ending in ``.onnx`` is imported (``resdsl.onnx_import``); it holds one model and takes no
+    arguments, so ``--model`` (other than the file's own name) and ``--arg`` are refused for it."""
+    from .onnx_import import import_onnx, is_onnx, model_name
+
+    if is_onnx(path):
+        if name is not None and name != model_name(path):
+            raise ResdslError(
+                f"--model {name!r} does not apply to an ONNX file: {path} holds one model", hint="drop --model"
+            )
+        if arguments:
+            raise ResdslError(
+                f"--arg {', '.join(arguments)} does not apply to an ONNX file: its sizes are fixed", hint="drop --arg"
+            )
+        graph = import_onnx(path)
+        return graph, graph.name, "B"
+    model = pick_model(path, name)
+    return build_model(model, **(arguments or {})), model.name, model.shortcut
+
+
 def parse_arg(text: str) -> tuple[str, Any]:
     """``KEY=VALUE`` from the command line; VALUE is a Python literal when it parses as one."""
     if "=" not in text:

@@ -17,7 +17,18 @@ import networkx as nx
 ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
 PACKAGES = {"resdsl": "resdsl", "passes": "resdsl.passes", "backends": "resdsl.backends"}
 
-FRONT_END = ("resdsl.nn", "resdsl.blocks", "resdsl.model", "resdsl.loader")
+FRONT_END = (
+    "resdsl.nn",
+    "resdsl.blocks",
+    "resdsl.model",
+    "resdsl.loader",
+    "resdsl.onnx_import",
+    "resdsl.onnx_import.reader",
+    "resdsl.onnx_import.fold",
+    "resdsl.onnx_import.convert",
+    "resdsl.onnx_import.ops",
+    "resdsl.onnx_import.joins",
+)
 TOP = ("resdsl", "resdsl.driver", "resdsl.cli", "resdsl.commands", "resdsl.serving", "resdsl.export")
 
 

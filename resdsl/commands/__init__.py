@@ -61,7 +61,9 @@ def output_dir(text: str) -> str:
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """MODEL.py, --model and --arg, shared by every command that builds a model."""
-    p.add_argument("model_file", metavar="MODEL.py", help="a model file written in the resdsl DSL")
+    p.add_argument(
+        "model_file", metavar="MODEL.py", help="a model file written in the resdsl DSL, or an ONNX file (.onnx)"
+    )
     p.add_argument("--model", help="which @resdsl.model of the file (needed when it has several)")
     p.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE", help="argument of the model function")
 

@@ -30,20 +30,19 @@ def run(args: argparse.Namespace) -> int:
     from resdsl import analysis
     from resdsl.driver import signal_propagation
     from resdsl.errors import ResdslError
-    from resdsl.loader import build_model, pick_model
+    from resdsl.loader import load_graph
 
-    model = pick_model(args.model_file, args.model)
-    raw = build_model(model, **model_arguments(args))
+    raw, name, _ = load_graph(args.model_file, args.model, model_arguments(args))
     stats = signal_propagation(raw, args.residual_scale, args.shortcut, batch=args.batch, seed=args.seed)
     if not stats:
-        raise ResdslError(f"model {model.name!r} has no residual connections to analyse")
+        raise ResdslError(f"model {name!r} has no residual connections to analyse")
     if args.json:
         print(json.dumps([s.as_dict() for s in stats], indent=1))
     else:
         scale = f", residual scale {args.residual_scale}" if args.residual_scale else ", identity shortcuts"
-        print(f"{model.name}: {len(stats)} residual blocks at initialisation{scale}")
+        print(f"{name}: {len(stats)} residual blocks at initialisation{scale}")
         print(analysis.format_table(stats))
     if args.output:
-        analysis.plot(stats, args.output, f"{model.name}{' x' + args.residual_scale if args.residual_scale else ''}")
+        analysis.plot(stats, args.output, f"{name}{' x' + args.residual_scale if args.residual_scale else ''}")
         print(f"wrote {args.output}")
     return 0
