@@ -59,7 +59,10 @@ ARGUMENT_CASES = [
     (["compile", TINY, "-o", "{w}/afile/x.onnx"], "which is a file, not a directory"),
     (["compile", TINY, "-o", "{w}/t.onnx", "--batch", "0"], "--batch: '0' must be a positive integer"),
     (["compile", TINY, "-o", "{w}/t.onnx", "--target", "llvm", "--batch", "-2"], "must be a positive integer"),
-    (["compile", TINY, "-o", "{w}/t.onnx", "--arg", "num_classes=0"], "tiny.py:19: nn.linear: out_features=0 must be at least 1"),
+    (
+        ["compile", TINY, "-o", "{w}/t.onnx", "--arg", "num_classes=0"],
+        "tiny.py:19: nn.linear: out_features=0 must be at least 1",
+    ),
     (["run", "{a}", "--random", "--batch", "0"], "must be a positive integer"),
     (["run", "{a}", "--random", "--batch", "-1"], "must be a positive integer"),
     (["run", "{a}", "--random", "--seed", "-1"], "--seed: '-1' must be an integer of 0 or more"),
