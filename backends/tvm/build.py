@@ -19,12 +19,12 @@ from typing import Any
 
 from resdsl.backends.options import CudaOptions, LlvmOptions
 
-from resdsl.atomic import atomic_path
+from resdsl.atomic import atomic_paths
 from resdsl.errors import ResdslError
 from resdsl.ir import Graph
 from resdsl.shapes import BATCH
 
-from .artifact import FORMAT, sha256_file, sidecar_path
+from .artifact import FORMAT, INTERFACE_FUNCTION, interface_text, sha256_file, sidecar_path
 from .errors import tvm_error_line
 from .lower import lower
 from .pipeline import pipeline
@@ -54,7 +54,8 @@ def emit(graph: Graph, out_path: str, options: TvmOptions) -> list[str]:
     llvm = isinstance(options, LlvmOptions)
     books = tile_books(tdict, options.tiles, options.tophub) if llvm else []
     winograd = options.winograd if llvm else True
-    executable = compile_graph(graph, tdict, options.batch, options.db, books, winograd)
+    embedded = interface_text(interface(graph, options))
+    executable = compile_graph(graph, tdict, options.batch, options.db, books, winograd, embedded)
     meta_path = sidecar_path(out_path)
     with tempfile.TemporaryDirectory(prefix="resdsl-tvm-") as tmpdir:
         built = os.path.join(tmpdir, "lib.so")
@@ -66,7 +67,7 @@ def emit(graph: Graph, out_path: str, options: TvmOptions) -> list[str]:
             ) from e
         digest = sha256_file(built)
         meta = sidecar(graph, options, tdict, digest, os.path.basename(out_path), books)
-        with atomic_path(out_path) as tmp_lib, atomic_path(meta_path) as tmp_meta:
+        with atomic_paths(out_path, meta_path) as (tmp_lib, tmp_meta):
             shutil.move(built, tmp_lib)
             with open(tmp_meta, "w") as f:
                 json.dump(meta, f, indent=2)
@@ -90,6 +91,7 @@ def compile_graph(
     db: str | None = None,
     books: list | None = None,
     winograd: bool = True,
+    embedded_interface: str | None = None,
 ):
     """Lower and compile with resdsl's pipeline for the target (``pipeline.pipeline``).
 
@@ -101,6 +103,8 @@ def compile_graph(
     import tvm
 
     mod = lower(graph, batch)
+    if embedded_interface is not None:
+        mod = _with_interface(mod, embedded_interface)
     target = tvm.target.Target(tdict)
     # checks the database: a user error, not TVM's
     relax_pipeline = pipeline(target, db, merged_tiles(books or []), winograd=winograd)
@@ -114,13 +118,18 @@ def compile_graph(
         ) from e
 
 
-def sidecar(
-    graph: Graph, options: TvmOptions, tdict: dict[str, Any], digest: str, library: str, books: list
-) -> dict[str, Any]:
-    """What ``TvmRunner`` needs to load and check the library, and where it came from."""
-    from resdsl.version import __version__
+def _with_interface(mod, text: str):
+    """Add ``resdsl_interface() -> str`` to the module: the library then states its own interface."""
+    from tvm import relax
 
-    llvm = isinstance(options, LlvmOptions)
+    bb = relax.BlockBuilder(mod)
+    with bb.function(INTERFACE_FUNCTION, []):
+        bb.emit_func_output(relax.expr.String(text))
+    return bb.get()
+
+
+def interface(graph: Graph, options: TvmOptions) -> dict[str, Any]:
+    """The inputs and outputs (name, shape with the batch fixed or symbolic, dtype) the library takes."""
 
     def spec(name: str, nid: int) -> dict[str, Any]:
         shape = graph.node(nid).shape
@@ -128,6 +137,19 @@ def sidecar(
             shape = tuple(options.batch if d == BATCH else d for d in shape)
         return {"name": name, "shape": list(shape), "dtype": graph.node(nid).dtype}
 
+    return {
+        "inputs": [spec(graph.node(nid).attrs["name"], nid) for nid in graph.inputs],
+        "outputs": [spec(name, nid) for name, nid in graph.outputs],
+    }
+
+
+def sidecar(
+    graph: Graph, options: TvmOptions, tdict: dict[str, Any], digest: str, library: str, books: list
+) -> dict[str, Any]:
+    """What ``TvmRunner`` needs to load and check the library, and where it came from."""
+    from resdsl.version import __version__
+
+    llvm = isinstance(options, LlvmOptions)
     return {
         "format": FORMAT,
         "library": library,
@@ -141,8 +163,7 @@ def sidecar(
         "db": options.db_path,
         "winograd": options.winograd if llvm else None,
         "tile_books": [{"path": path, "kernels": len(book.records)} for path, book in books],
-        "inputs": [spec(graph.node(nid).attrs["name"], nid) for nid in graph.inputs],
-        "outputs": [spec(name, nid) for name, nid in graph.outputs],
+        **interface(graph, options),
         "resdsl_version": __version__,
         "provenance": dict(options.provenance),
     }

@@ -17,7 +17,7 @@ import numpy as np
 from resdsl.errors import ResdslError
 from resdsl.feeds import TensorSpec, check_feeds
 
-from .artifact import FORMAT, sha256_file, sidecar_path
+from .artifact import FORMAT, INTERFACE_FUNCTION, interface_text, sha256_file, sidecar_path
 from .errors import tvm_error_line
 from .target import cpu_flags, isa_name, use_all_cores
 
@@ -67,6 +67,7 @@ class TvmRunner:
             raise ResdslError(
                 f"cannot load TVM library {path}: {tvm_error_line(e)}", hint="recompile it with 'resdsl compile'"
             ) from e
+        _check_interface(path, self.meta, self._vm)
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run once; returns the outputs by name, in the artifact's output order."""
@@ -105,6 +106,29 @@ def read_sidecar(path: str) -> dict[str, Any]:
             hint="recompile it with 'resdsl compile'; never run a library you did not build",
         )
     return meta
+
+
+def _check_interface(path: str, meta: dict[str, Any], vm) -> None:
+    """The sidecar's inputs and outputs must be the ones the library itself states."""
+    try:
+        embedded = str(vm[INTERFACE_FUNCTION]())
+    except Exception:
+        raise ResdslError(
+            f"{path} does not state its interface (built by an older resdsl)", hint="recompile it with 'resdsl compile'"
+        ) from None
+    if embedded == interface_text(meta):
+        return
+    theirs = json.loads(embedded)
+    diffs = [
+        f"{kind} {i}: sidecar {mine!r}, library {lib!r}"
+        for kind in ("inputs", "outputs")
+        for i, (mine, lib) in enumerate(zip(meta[kind], theirs[kind]))
+        if mine != lib
+    ] or [f"the sidecar lists {len(meta['inputs'])} inputs and {len(meta['outputs'])} outputs"]
+    raise ResdslError(
+        f"the sidecar {sidecar_path(path)} was edited: it does not describe {path} ({'; '.join(diffs)})",
+        hint="recompile with 'resdsl compile'; never edit the sidecar",
+    )
 
 
 def _check_cpu(path: str, meta: dict[str, Any]) -> None:

@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from safetensors.numpy import save_file
 
-    from resdsl.atomic import atomic_path
+    from resdsl.atomic import atomic_paths
     from resdsl.onnx_import import import_onnx, is_onnx
     from resdsl.onnx_import.dsl_writer import to_dsl
 
@@ -41,12 +41,12 @@ def run(args: argparse.Namespace) -> int:
     weights_path = args.weights or stem + ".safetensors"
     names = graph.meta.get("onnx_names", {})
     mapping = {dsl: names.get(ir, ir) for dsl, ir in _dsl_to_ir(graph, weights).items()}
-    with atomic_path(args.output) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    with atomic_path(weights_path) as tmp:
-        save_file({k: v for k, v in sorted(weights.items())}, tmp)
-    with atomic_path(stem + ".onnx_names.json") as tmp, open(tmp, "w", encoding="utf-8") as f:
-        json.dump(mapping, f, indent=1, sort_keys=True)
+    with atomic_paths(args.output, weights_path, stem + ".onnx_names.json") as (tmp_py, tmp_w, tmp_names):
+        with open(tmp_py, "w", encoding="utf-8") as f:
+            f.write(text)
+        save_file({k: v for k, v in sorted(weights.items())}, tmp_w)
+        with open(tmp_names, "w", encoding="utf-8") as f:
+            json.dump(mapping, f, indent=1, sort_keys=True)
     print(f"wrote {args.output}, {weights_path} ({len(weights)} tensors) and {stem}.onnx_names.json")
     print(f"compile it with: resdsl compile {args.output} --weights {weights_path} ...")
     return 0
