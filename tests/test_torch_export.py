@@ -269,3 +269,50 @@ def test_export_cli_errors(tmp_path):
         run = subprocess.run([sys.executable, "-m", "resdsl.cli", *argv], capture_output=True, text=True)
         assert run.returncode == 2, (argv, run.stderr)
         assert run.stderr.startswith("resdsl: error:") and message in run.stderr, run.stderr
+
+
+# ---------------------------------------------------------------- trained in PyTorch, compiled by resdsl
+
+
+def _cli(*argv: str) -> None:
+    from resdsl.cli import main
+
+    assert main(list(argv)) == 0, argv
+
+
+def test_checkpoint_trained_in_pytorch_compiles_and_runs_identically(tmp_path):
+    """tiny (a projection shortcut: downsample.0/1): train a few steps, torch.save, resdsl compile
+    --weights to ONNX and llvm; both equal PyTorch's eval output."""
+    from resdsl.backends import open_artifact
+
+    exported, ckpt = tmp_path / "tiny_torch.py", tmp_path / "trained.pt"
+    _cli("export", example("tiny.py"), "--target", "torch", "-o", str(exported))
+    model = load_module(str(exported)).Model()
+    torch.manual_seed(0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    for _ in range(3):
+        loss = torch.nn.functional.cross_entropy(model(torch.randn(8, 3, 32, 32)), torch.randint(0, 10, (8,)))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    sd = model.state_dict()
+    assert int(sd["layer1.0.downsample.1.num_batches_tracked"]) == 3
+    torch.save(sd, ckpt)
+    x = np.random.default_rng(3).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        want = model.eval()(torch.from_numpy(x)).numpy()
+    for target, out in (("onnx", "tiny.onnx"), ("llvm", "tiny.so")):
+        _cli("compile", example("tiny.py"), "--weights", str(ckpt), "--target", target, "-o", str(tmp_path / out))
+        got = open_artifact(str(tmp_path / out), "cpu").run({"image": x})["logits"]
+        assert max_rel_error(got, want) < 1e-4, target
+
+
+def test_train_digits_short_run(tmp_path):
+    """examples/train_digits.py end to end on 300 images, one epoch: the three accuracies are equal
+    and the predictions identical (the full run's > 90% is in the README)."""
+    spec = importlib.util.spec_from_file_location("train_digits", example("train_digits.py"))
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    accuracy = script.main(["--epochs", "1", "--limit", "300", "--workdir", str(tmp_path)])
+    assert set(accuracy) == {"PyTorch", "ONNX Runtime", "TVM llvm"}
+    assert len(set(accuracy.values())) == 1, accuracy  # main() exits 1 unless the predictions are identical
