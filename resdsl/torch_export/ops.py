@@ -25,9 +25,6 @@ class Context(Protocol):
     def module(self, node: Node) -> str | None:
         """The expression of the layer module rendering ``node`` (``self.layer1[0].conv1``), if any."""
 
-    def shape(self, node: Node, index: int) -> Shape:
-        """The shape of ``node``'s input ``index``."""
-
     def helper(self, name: str) -> None:
         """Ask for a helper definition of the exported file (``stochastic_depth``, ``ChannelLayerNorm``)."""
 

@@ -214,9 +214,6 @@ class Exporter:
         prefix = self.layer_of.get(node.id)
         return self.access[prefix] if prefix is not None else None
 
-    def shape(self, node: Node, index: int) -> Shape:
-        return self.g.node(self.g.args(node.id)[index]).shape
-
     def helper(self, name: str) -> None:
         self.helpers.add(name)
 
