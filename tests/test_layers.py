@@ -17,27 +17,20 @@ import networkx as nx
 ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
 PACKAGES = {"resdsl": "resdsl", "passes": "resdsl.passes", "backends": "resdsl.backends"}
 
-FRONT_END = (
-    "resdsl.nn",
-    "resdsl.blocks",
-    "resdsl.model",
-    "resdsl.loader",
-    "resdsl.onnx_import",
-    "resdsl.onnx_import.reader",
-    "resdsl.onnx_import.fold",
-    "resdsl.onnx_import.convert",
-    "resdsl.onnx_import.ops",
-    "resdsl.onnx_import.joins",
-)
-TOP = ("resdsl", "resdsl.driver", "resdsl.cli", "resdsl.commands", "resdsl.serving", "resdsl.export")
+FRONT_END = ("resdsl.nn", "resdsl.blocks", "resdsl.model", "resdsl.loader", "resdsl.onnx_import")
+TOP = ("resdsl", "resdsl.driver", "resdsl.cli", "resdsl.commands", "resdsl.serving", "resdsl.torch_export")
+
+
+def _under(module: str, prefixes: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
 
 
 def layer(module: str) -> int:
-    if module == "resdsl" or module.startswith(tuple(t + "." for t in TOP[1:])) or module in TOP:
+    if module == "resdsl" or _under(module, TOP[1:]):
         return 3
-    if module.startswith(("resdsl.passes", "resdsl.backends")):
+    if _under(module, ("resdsl.passes", "resdsl.backends")):
         return 2
-    if module in FRONT_END:
+    if _under(module, FRONT_END):
         return 1
     return 0
 

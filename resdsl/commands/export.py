@@ -2,16 +2,20 @@
 
 The first positional names the format and every format parses the rest of the line
 itself, so ``resdsl export triton ARTIFACT --repo DIR`` (a Triton model repository
-entry) can live beside a later ``resdsl export MODEL.py --target ...`` that dispatches
-on a model file instead: a new exporter is one more entry in ``EXPORTERS``.
+entry) lives beside ``resdsl export MODEL.py --target torch -o model_torch.py``, which
+dispatches on a model file instead: a new exporter is one more entry in ``EXPORTERS``
+(or, for a model file, in ``MODEL_TARGETS``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 
 from resdsl.errors import ResdslError
+
+from . import add_model_args, compile_request, output_file
 
 
 class _Parser(argparse.ArgumentParser):
@@ -22,18 +26,26 @@ class _Parser(argparse.ArgumentParser):
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "export",
-        help="export an artifact for deployment (triton: a Triton Inference Server model repository)",
-        description="resdsl export triton ARTIFACT --repo DIR [options]; see 'resdsl export triton --help'",
+        help="export an artifact for deployment (triton) or a model file to PyTorch (MODEL.py --target torch)",
+        description="resdsl export triton ARTIFACT --repo DIR [options], or resdsl export MODEL.py --target torch "
+        "-o model_torch.py [options]; see 'resdsl export triton --help' and 'resdsl export MODEL.py --help'",
     )
-    p.add_argument("format", metavar="FORMAT", help=f"what to export to: {', '.join(EXPORTERS)}")
+    p.add_argument(
+        "format", metavar="FORMAT|MODEL.py", help=f"what to export to ({', '.join(EXPORTERS)}), or a model file"
+    )
     p.add_argument("rest", nargs=argparse.REMAINDER, help="the format's own arguments")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     exporter = EXPORTERS.get(args.format)
+    if exporter is None and (args.format.endswith(".py") or os.path.isfile(args.format)):
+        return export_model([args.format, *args.rest])
     if exporter is None:
-        raise ResdslError(f"unknown export format {args.format!r}", hint=f"choose one of {', '.join(EXPORTERS)}")
+        raise ResdslError(
+            f"unknown export format {args.format!r}",
+            hint=f"choose one of {', '.join(EXPORTERS)}, or give a model file (MODEL.py --target torch)",
+        )
     return exporter(args.rest)
 
 
@@ -92,4 +104,35 @@ def export_triton(argv: list[str]) -> int:
     return 0
 
 
+def model_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="resdsl export MODEL.py",
+        description="Write the model's canonical graph as one standalone file for another framework "
+        "(torch: an nn.Module whose state_dict names are resdsl's parameter names).",
+    )
+    add_model_args(p)
+    p.add_argument("--target", required=True, choices=tuple(MODEL_TARGETS), help="the framework (torch)")
+    p.add_argument("-o", "--output", required=True, type=output_file, metavar="OUT.py", help="the file to write")
+    p.add_argument("--shortcut", choices=("A", "B", "C"), help="shortcut option (default: the model's, else B)")
+    p.add_argument(
+        "--residual-scale", metavar="inv-depth|ALPHA", help="scale residuals as compile does (off by default)"
+    )
+    return p
+
+
+def export_model(argv: list[str]) -> int:
+    a = model_parser().parse_args(argv)
+    a.level, a.passes = 0, None
+    return MODEL_TARGETS[a.target](a)
+
+
+def export_torch(a: argparse.Namespace) -> int:
+    from resdsl.torch_export import export
+
+    written = export(compile_request(a), a.output)
+    print(f"wrote {written.path}: class {written.class_name} ({written.parameters:,} parameters), needs only torch")
+    return 0
+
+
 EXPORTERS: dict[str, Callable[[list[str]], int]] = {"triton": export_triton}
+MODEL_TARGETS: dict[str, Callable[[argparse.Namespace], int]] = {"torch": export_torch}
