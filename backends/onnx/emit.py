@@ -11,8 +11,8 @@ batch a named dim "N". Opset and IR version are pinned so that onnxruntime-gpu
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 from resdsl.backends.options import OnnxOptions
