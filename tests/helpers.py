@@ -83,3 +83,23 @@ def example(name: str) -> str:
 def interpret_random(graph: Graph, batch: int = 2, seed: int = 1) -> tuple[dict, dict]:
     feeds = resdsl.random_inputs(graph, batch, seed)
     return feeds, resdsl.interpret(graph, feeds)
+
+
+# A model with an int64 index input: the artifacts record how many rows its table has.
+INDEX_MODEL = """
+import resdsl
+from resdsl import nn
+
+
+@resdsl.model
+def tagger():
+    ids = nn.input("ids", (7,), dtype="int64")
+    h = nn.embedding(ids, 5, 16, name="embed")
+    return nn.output("y", nn.linear(nn.relu(h), 4, name="head"))
+"""
+
+
+def index_model(tmp_path) -> str:
+    path = tmp_path / "tagger.py"
+    path.write_text(INDEX_MODEL)
+    return str(path)

@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import assert_close, example, interpret_random, randomize, single_op
+from helpers import assert_close, example, index_model, interpret_random, randomize, single_op
 from op_cases import op_cases
 from resdsl.backends import CudaOptions, LlvmOptions, emit, make_options, open_artifact
 from resdsl.passes import pipeline, run_passes
@@ -280,6 +280,23 @@ def test_cli_compile_and_run_check(tmp_path, capsys):
     assert main(["run", out, "--random", "--batch", "2", "--check", example("tiny.py")]) == 0
     text = capsys.readouterr().out
     assert "tvm llvm cpu(0)" in text and "OK" in text
+
+
+def test_int64_index_input_end_to_end(tmp_path, capsys):
+    """The module takes int64 indices; the sidecar records the dtype and the table's size, the
+    runner checks the dtype, and run --random feeds indices the table has."""
+    from resdsl.cli import main
+
+    model, out = index_model(tmp_path), str(tmp_path / "tagger.so")
+    assert main(["compile", model, "--target", "cpu", "-o", out]) == 0
+    (entry,) = json.load(open(artifact.sidecar_path(out)))["inputs"]
+    assert (entry["dtype"], entry["index_bound"]) == ("int64", 5)
+    runner = TvmRunner(out)
+    assert runner.index_bounds == {"ids": 5}
+    with pytest.raises(resdsl.ResdslError, match="dtype int32, the artifact expects int64"):
+        runner.run({"ids": np.zeros((2, 7), np.int32)})
+    assert main(["run", out, "--random", "--batch", "3", "--seed", "4", "--check", model]) == 0
+    assert "OK" in capsys.readouterr().out
 
 
 def test_library_for_a_richer_cpu_is_refused(tmp_path):

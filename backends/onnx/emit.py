@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
+from resdsl.backends import index_bounds
 from resdsl.backends.options import OnnxOptions
 
 from resdsl import registry
@@ -359,6 +360,9 @@ def to_onnx(graph: Graph, flavour: str = "onnx", provenance: dict | None = None)
 
     model.producer_version = __version__
     meta = {"resdsl.flavour": flavour}
+    bounds = index_bounds(graph)
+    if bounds:
+        meta["resdsl.index_bounds"] = json.dumps(bounds, sort_keys=True)
     if provenance:
         meta["resdsl.provenance"] = json.dumps(provenance, sort_keys=True, default=str)
     helper.set_model_props(model, meta)
