@@ -37,6 +37,7 @@ from collections.abc import Mapping
 from resdsl.errors import ResdslError
 
 from .mutator import mutator_pass
+from .nan import nan_legalize
 from .target import lanes_of
 from .winograd import winograd_passes
 
@@ -88,7 +89,7 @@ def fused_passes(target, winograd: bool = True) -> list:
     """
     from tvm import relax
 
-    legalize = _backend(target).legalize_passes(target)
+    legalize = [relax.transform.LegalizeOps(nan_legalize())] + _backend(target).legalize_passes(target)
     at = next(i for i, p in enumerate(legalize) if p.info.name == "FuseTIR") + 1
     if target.kind.name != "llvm":  # NHWC on CUDA too: the channel axis makes loads coalesce
         return layout_passes() + _backend(target).library_dispatch_passes(target) + legalize[:at]
