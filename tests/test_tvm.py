@@ -197,6 +197,31 @@ def test_cuda_builds_without_a_gpu(tmp_path):
             open_artifact(path)
 
 
+NEW_OPS = {
+    "clip", "hardsigmoid", "hardswish", "tanh", "leaky_relu", "elu", "dropout", "stochastic_depth",
+    "reduce_mean", "reduce_sum", "reduce_max", "resize", "conv_transpose2d", "group_norm", "layer_norm",
+    "embedding", "slice", "div", "pow", "max_pool2d", "avg_pool2d",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c[1] in NEW_OPS], ids=[c[0] for c in CASES if c[1] in NEW_OPS])
+def test_new_op_builds_for_cuda(case):
+    """The new ops (and pool attributes) compile for cuda without a GPU (DLight schedules them)."""
+    from resdsl.backends.tvm.target import cuda_target
+
+    _, op, shapes, attrs, params = case
+    graph = single_op(op, shapes, attrs, params)
+    executable = compile_graph(graph, cuda_target("sm_90"))
+    if tvm.cuda(0).exist:
+        from tvm import relax
+
+        feeds, want = interpret_random(graph, batch=2)
+        vm = relax.VirtualMachine(executable, tvm.cuda(0))
+        args = [tvm.runtime.tensor(feeds[graph.node(i).attrs["name"]], tvm.cuda(0)) for i in graph.inputs]
+        got = {name: v.numpy() for (name, _), v in zip(graph.outputs, vm["main"](*args))}
+        assert_close(got, want)
+
+
 def test_cuda_arch_is_passed_through_and_checked(tmp_path):
     graph = dense_mlp(width=8, depth=1)
     emit(graph, str(tmp_path / "m.so"), CudaOptions(arch="sm_80", batch=4))

@@ -209,3 +209,15 @@ def test_rules_keep_resnet_equal_to_interpreter():
     feeds, want = interpret_random(graph, batch=1)
     assert_close(_run(_compile(graph, 1), graph, feeds), want)
     assert np.isfinite(list(want.values())[0]).all()
+
+
+@pytest.mark.parametrize("case", op_cases(), ids=[c[0] for c in op_cases()])
+def test_every_op_case_is_scheduled(case):
+    """No op falls to an unscheduled (scalar, single-threaded) kernel on llvm: every function is
+    scheduled and runs parallel (but the weight repacking, which runs at compile time)."""
+    _, op, shapes, attrs, params = case
+    mod = _scheduled(single_op(op, shapes, attrs, params), batch=2)
+    for gv, func in mod.functions_items():
+        if isinstance(func, tvm.tirx.PrimFunc):
+            assert func.attrs is not None and func.attrs.get("tirx.is_scheduled"), gv.name_hint
+            assert gv.name_hint.endswith("_weight_prepack") or "T.parallel(" in func.script(), gv.name_hint

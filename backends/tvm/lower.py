@@ -356,10 +356,15 @@ def _div(cx: Lowerer, node: Node, args: list):
 
 @lowering("pow")
 def _pow(cx: Lowerer, node: Node, args: list):
-    """x * x for a square (exact, as the reference); power otherwise."""
-    if node.attrs["exponent"] == 2.0:
-        return cx.op.multiply(args[0], args[0])
-    return cx.op.power(args[0], cx.scalar(node.attrs["exponent"]))
+    """Small whole exponents as products (exact for a square, no libm ``pow`` of a negative
+    base); power otherwise."""
+    e = node.attrs["exponent"]
+    if e in (2.0, 3.0, 4.0):
+        y = args[0]
+        for _ in range(int(e) - 1):
+            y = cx.op.multiply(y if y is args[0] else cx.emit(y, node), args[0])
+        return y
+    return cx.op.power(args[0], cx.scalar(e))
 
 
 # ---------------------------------------------------------------- layout
