@@ -92,6 +92,26 @@ def test_op_in_relax_vm(case):
     assert_close(run_in_memory(graph, feeds), want)
 
 
+@pytest.mark.parametrize(
+    "op, attrs, params",
+    [
+        ("relu", {}, {}),
+        ("clip", {"min": 0.0, "max": 6.0}, {}),
+        ("fused_conv", {"padding": 1, "activation": "relu"}, {"w": (8, 4, 3, 3), "b": (8,)}),
+    ],
+    ids=["relu", "relu6", "fused_conv_relu"],
+)
+def test_nan_propagates_through_relu_and_clip(op, attrs, params):
+    """A NaN input stays NaN through relu, clip and a fused relu epilogue, as in the interpreter
+    (TOPI's max(x, 0) answered 0)."""
+    graph = single_op(op, [("N", 4, 6, 16)], attrs, params)
+    feeds = resdsl.random_inputs(graph, 2, 0)
+    feeds["x0"][0, 1, 2, :3] = np.nan
+    want = resdsl.interpret(graph, feeds)
+    assert np.isnan(want["y"]).any()
+    assert_close(run_in_memory(graph, feeds), want)  # NaN where the reference has NaN, and only there
+
+
 def test_several_outputs_including_an_input_and_a_parameter():
     """Outputs in declared order, even when one is a graph input or a parameter itself."""
     g = resdsl.Graph("multi")
