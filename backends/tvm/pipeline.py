@@ -21,7 +21,9 @@ than ONNX Runtime. ``pipeline(target, db)`` is that pipeline with four additions
    compile time (``rules.kernel._pack_weight``), so a tile streams its weights in order.
 3. **Everything else** (``rules.elementwise``, ``rules.rows``): pooling, means, transposes and
    elementwise functions get parallel outer loops and a vectorised inner loop.
-4. **Tuning.** With ``db`` (``resdsl tune``), MetaSchedule's records are applied
+4. **NaN.** relu and clip legalise to selects that keep a NaN (``nan.py``); TOPI's
+   ``max(x, 0)`` answered 0, at the same one ``vmaxps`` an element.
+5. **Tuning.** With ``db`` (``resdsl tune``), MetaSchedule's records are applied
    first; the kernels they cover keep the tuned schedule and the rules skip them
    (``tirx.is_scheduled``).
 
