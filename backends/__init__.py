@@ -94,6 +94,19 @@ class Runner(Protocol):
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     device: str  # what actually runs: the ORT providers, or the TVM device
+    index_bounds: dict[str, int]  # integer inputs: how many rows the tables they index have
+
+
+def index_bounds(graph: Graph) -> dict[str, int]:
+    """Integer (index) inputs by name: the exclusive bound of their valid values, recorded in an
+    artifact so that ``resdsl run --random`` feeds indices every table can look up."""
+    from resdsl.interpreter import _index_bound
+
+    return {
+        graph.node(nid).attrs["name"]: _index_bound(graph, nid)
+        for nid in graph.inputs
+        if graph.node(nid).dtype.startswith("int")
+    }
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 

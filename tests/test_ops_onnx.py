@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import assert_close, interpret_random, single_op
+from helpers import assert_close, index_model, interpret_random, single_op
 from op_cases import op_cases
 from resdsl.backends import OnnxOptions, emit
 from resdsl.backends.onnx.runner import OrtRunner
@@ -42,3 +42,17 @@ def test_op_against_onnxruntime(case, flavour, tmp_path):
     for optimize in (True, False):
         got = OrtRunner(path, "cpu", optimize=optimize).run(feeds)
         assert_close(got, want)
+
+
+@pytest.mark.parametrize("flavour", ["onnx", "onnx-ort"])
+def test_int64_index_input_end_to_end(flavour, tmp_path, capsys):
+    """An int64 input is an INT64 ONNX input; run --random feeds indices below the table's size."""
+    from resdsl.cli import main
+
+    model, out = index_model(tmp_path), str(tmp_path / "tagger.onnx")
+    assert main(["compile", model, "--target", flavour, "-o", out]) == 0
+    runner = OrtRunner(out, "cpu")
+    assert [(s.name, s.dtype) for s in runner.inputs] == [("ids", "int64")]
+    assert runner.index_bounds == {"ids": 5}
+    assert main(["run", out, "--random", "--batch", "3", "--seed", "4", "--check", model]) == 0
+    assert "OK" in capsys.readouterr().out

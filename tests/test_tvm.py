@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import assert_close, example, interpret_random, randomize, single_op
+from helpers import assert_close, example, index_model, interpret_random, randomize, single_op
 from op_cases import op_cases
 from resdsl.backends import CudaOptions, LlvmOptions, emit, make_options, open_artifact
 from resdsl.passes import pipeline, run_passes
@@ -90,6 +90,26 @@ def test_op_in_relax_vm(case):
     graph = single_op(op, shapes, attrs, params)
     feeds, want = interpret_random(graph, batch=2)
     assert_close(run_in_memory(graph, feeds), want)
+
+
+@pytest.mark.parametrize(
+    "op, attrs, params",
+    [
+        ("relu", {}, {}),
+        ("clip", {"min": 0.0, "max": 6.0}, {}),
+        ("fused_conv", {"padding": 1, "activation": "relu"}, {"w": (8, 4, 3, 3), "b": (8,)}),
+    ],
+    ids=["relu", "relu6", "fused_conv_relu"],
+)
+def test_nan_propagates_through_relu_and_clip(op, attrs, params):
+    """A NaN input stays NaN through relu, clip and a fused relu epilogue, as in the interpreter
+    (TOPI's max(x, 0) answered 0)."""
+    graph = single_op(op, [("N", 4, 6, 16)], attrs, params)
+    feeds = resdsl.random_inputs(graph, 2, 0)
+    feeds["x0"][0, 1, 2, :3] = np.nan
+    want = resdsl.interpret(graph, feeds)
+    assert np.isnan(want["y"]).any()
+    assert_close(run_in_memory(graph, feeds), want)  # NaN where the reference has NaN, and only there
 
 
 def test_several_outputs_including_an_input_and_a_parameter():
@@ -197,6 +217,31 @@ def test_cuda_builds_without_a_gpu(tmp_path):
             open_artifact(path)
 
 
+NEW_OPS = {
+    "clip", "hardsigmoid", "hardswish", "tanh", "leaky_relu", "elu", "dropout", "stochastic_depth",
+    "reduce_mean", "reduce_sum", "reduce_max", "resize", "conv_transpose2d", "group_norm", "layer_norm",
+    "embedding", "slice", "div", "pow", "max_pool2d", "avg_pool2d",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c[1] in NEW_OPS], ids=[c[0] for c in CASES if c[1] in NEW_OPS])
+def test_new_op_builds_for_cuda(case):
+    """The new ops (and pool attributes) compile for cuda without a GPU (DLight schedules them)."""
+    from resdsl.backends.tvm.target import cuda_target
+
+    _, op, shapes, attrs, params = case
+    graph = single_op(op, shapes, attrs, params)
+    executable = compile_graph(graph, cuda_target("sm_90"))
+    if tvm.cuda(0).exist:
+        from tvm import relax
+
+        feeds, want = interpret_random(graph, batch=2)
+        vm = relax.VirtualMachine(executable, tvm.cuda(0))
+        args = [tvm.runtime.tensor(feeds[graph.node(i).attrs["name"]], tvm.cuda(0)) for i in graph.inputs]
+        got = {name: v.numpy() for (name, _), v in zip(graph.outputs, vm["main"](*args))}
+        assert_close(got, want)
+
+
 def test_cuda_arch_is_passed_through_and_checked(tmp_path):
     graph = resdsl.canonical(dense_mlp, width=8, depth=1)
     emit(graph, str(tmp_path / "m.so"), CudaOptions(arch="sm_80", batch=4))
@@ -280,6 +325,23 @@ def test_cli_compile_and_run_check(tmp_path, capsys):
     assert main(["run", out, "--random", "--batch", "2", "--check", example("tiny.py")]) == 0
     text = capsys.readouterr().out
     assert "tvm llvm cpu(0)" in text and "OK" in text
+
+
+def test_int64_index_input_end_to_end(tmp_path, capsys):
+    """The module takes int64 indices; the sidecar records the dtype and the table's size, the
+    runner checks the dtype, and run --random feeds indices the table has."""
+    from resdsl.cli import main
+
+    model, out = index_model(tmp_path), str(tmp_path / "tagger.so")
+    assert main(["compile", model, "--target", "cpu", "-o", out]) == 0
+    (entry,) = json.load(open(artifact.sidecar_path(out)))["inputs"]
+    assert (entry["dtype"], entry["index_bound"]) == ("int64", 5)
+    runner = TvmRunner(out)
+    assert runner.index_bounds == {"ids": 5}
+    with pytest.raises(resdsl.ResdslError, match="dtype int32, the artifact expects int64"):
+        runner.run({"ids": np.zeros((2, 7), np.int32)})
+    assert main(["run", out, "--random", "--batch", "3", "--seed", "4", "--check", model]) == 0
+    assert "OK" in capsys.readouterr().out
 
 
 def test_library_for_a_richer_cpu_is_refused(tmp_path):

@@ -21,6 +21,12 @@ from resdsl.backends.tvm.rules import kernel  # noqa: E402
 
 # (op, input shapes, attrs, params): stride 1 and 2, 3x3 and 1x1, with and without the epilogue.
 CONV = {"dilation": 1, "groups": 1}
+
+
+def DW(channels: int, k: int) -> dict:  # noqa: N802 - reads as a case constructor
+    return {"w": (channels, 1, k, k), "b": (channels,)}
+
+
 CASES = [
     (
         "conv3x3",
@@ -47,6 +53,16 @@ CASES = [
     # Fast exp and erf (fast_math_passes): large and negative inputs included.
     ("gelu_wide", "gelu", [("N", 17, 40)], {}, {}),
     ("softmax_wide", "softmax", [("N", 3, 19, 19)], {"axis": -1}, {}),
+    # Depthwise (groups == channels: MobileNet, EfficientNet, ConvNeXt): 3x3, 5x5 stride 2, 7x7.
+    ("depthwise3x3", "conv2d", [("N", 32, 14, 14), "w", "b"], {**CONV, "groups": 32, "padding": 1}, DW(32, 3)),
+    (
+        "depthwise5x5_s2",
+        "conv2d",
+        [("N", 24, 15, 15), "w", "b"],
+        {**CONV, "groups": 24, "stride": 2, "padding": 2},
+        DW(24, 5),
+    ),
+    ("depthwise7x7", "conv2d", [("N", 48, 9, 9), "w", "b"], {**CONV, "groups": 48, "padding": 3}, DW(48, 7)),
 ]
 # The shared op cases the rules touch: grouped, dilated and rectangular convs, pooling, dense.
 CASES += [
@@ -111,7 +127,20 @@ def test_conv_kernel_is_parallel_vectorized_and_fused():
     assert "weight_prepack" not in mod["main"].script()
     # The epilogue (bias + residual + relu) runs inside the parallel tile loop, vectorised.
     tile_loop = script[script.index("T.parallel(") :]
-    assert "T.max(" in tile_loop and tile_loop.count("T.vectorized(") >= 2
+    assert "T.Select(" in tile_loop and tile_loop.count("T.vectorized(") >= 2  # relu, NaN-propagating (nan.py)
+
+
+@pytest.mark.parametrize("name", ["depthwise3x3", "depthwise5x5_s2", "depthwise7x7"])
+def test_depthwise_conv_is_a_register_tiled_kernel(name):
+    """Depthwise convs take the multiply-accumulate kernel: parallel tiles of output columns,
+    the channels (NHWC's contiguous axis) vectorised, the bias inside the tile."""
+    _, op, shapes, attrs, params = next(c for c in CASES if c[0] == name)
+    mod = _scheduled(single_op(op, shapes, attrs, params))
+    (func,) = [f for gv, f in mod.functions_items() if gv.name_hint.endswith("_prepacked")]
+    script = func.script()
+    assert func.attrs["tirx.is_scheduled"] and "group_conv2d_nhwc" in script
+    for loop in ("T.parallel(", "T.unroll(", "T.vectorized("):
+        assert loop in script, loop
 
 
 def test_prime_rows_pad_to_a_full_tile():
@@ -209,3 +238,15 @@ def test_rules_keep_resnet_equal_to_interpreter():
     feeds, want = interpret_random(graph, batch=1)
     assert_close(_run(_compile(graph, 1), graph, feeds), want)
     assert np.isfinite(list(want.values())[0]).all()
+
+
+@pytest.mark.parametrize("case", op_cases(), ids=[c[0] for c in op_cases()])
+def test_every_op_case_is_scheduled(case):
+    """No op falls to an unscheduled (scalar, single-threaded) kernel on llvm: every function is
+    scheduled and runs parallel (but the weight repacking, which runs at compile time)."""
+    _, op, shapes, attrs, params = case
+    mod = _scheduled(single_op(op, shapes, attrs, params), batch=2)
+    for gv, func in mod.functions_items():
+        if isinstance(func, tvm.tirx.PrimFunc):
+            assert func.attrs is not None and func.attrs.get("tirx.is_scheduled"), gv.name_hint
+            assert gv.name_hint.endswith("_weight_prepack") or "T.parallel(" in func.script(), gv.name_hint

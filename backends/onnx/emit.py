@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
+from resdsl.backends import index_bounds
 from resdsl.backends.options import OnnxOptions
 
 from resdsl import registry
@@ -62,10 +64,15 @@ def _conv_attrs(node: Node, weight_shape) -> dict:
     }
 
 
-def _activation(e: _Emitter, x: str, activation: str, out: str, name: str) -> str:
+def _activation(e: _Emitter, n: Node, x: str, activation: str, out: str) -> str:
+    """A fused activation by this backend's own lowering of the op of that name."""
     if activation == "none":
-        return e.node("Identity", [x], out, name)
-    return e.node({"relu": "Relu", "sigmoid": "Sigmoid"}[activation], [x], out, name)
+        return e.node("Identity", [x], out, f"{n.name}/none")
+    return LOWERING[activation](e, replace(n, op=activation, attrs={}, name=out), [x])
+
+
+# ONNX Runtime's FusedConv names its activations itself (an attribute of the contrib op).
+_ORT_ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid"}
 
 
 def _fused_conv(e: _Emitter, n: Node, ins: list[str]) -> str:
@@ -73,12 +80,11 @@ def _fused_conv(e: _Emitter, n: Node, ins: list[str]) -> str:
     act = n.attrs["activation"]
     if e.flavour == "onnx-ort" and act != "none":
         e.uses_ort = True
-        kind = {"relu": "Relu", "sigmoid": "Sigmoid"}[act]
-        return e.node("FusedConv", ins, n.name, n.name, domain=ORT_DOMAIN, activation=kind, **attrs)
+        return e.node("FusedConv", ins, n.name, n.name, domain=ORT_DOMAIN, activation=_ORT_ACTIVATIONS[act], **attrs)
     y = e.node("Conv", ins[:3], f"{n.name}/conv", f"{n.name}/conv", **attrs)
     if len(ins) > 3:
         y = e.node("Add", [y, ins[3]], f"{n.name}/add", f"{n.name}/add")
-    return _activation(e, y, act, n.name, f"{n.name}/{act}")
+    return _activation(e, n, y, act, n.name)
 
 
 def _linear(e: _Emitter, n: Node, ins: list[str]) -> str:
@@ -91,17 +97,20 @@ def _linear(e: _Emitter, n: Node, ins: list[str]) -> str:
 
 def _pool(kind: str) -> Callable:
     def lower(e: _Emitter, n: Node, ins: list[str]) -> str:
-        k = list(pair(n.attrs["kernel"]))
-        ph, pw = list(pair(n.attrs["padding"]))
-        extra = {"count_include_pad": 1} if kind == "AveragePool" else {}
+        a = n.attrs
+        ph, pw = list(pair(a["padding"]))
+        # ONNX Runtime's ceil-mode divisor is PyTorch's (the overhang is never counted): checked
+        # with padding against the reference.
+        extra = {"count_include_pad": int(bool(a.get("count_include_pad", True)))} if kind == "AveragePool" else {}
         return e.node(
             kind,
             ins,
             n.name,
             n.name,
-            kernel_shape=k,
-            strides=list(pair(n.attrs["stride"] or n.attrs["kernel"])),
+            kernel_shape=list(pair(a["kernel"])),
+            strides=list(pair(a["stride"] or a["kernel"])),
             pads=[ph, pw, ph, pw],
+            ceil_mode=int(bool(a.get("ceil_mode", False))),
             **extra,
         )
 
@@ -135,15 +144,129 @@ def _silu(e: _Emitter, n: Node, ins: list[str]) -> str:
     return e.node("Mul", [ins[0], s], n.name, n.name)
 
 
+def _f32(e: _Emitter, name: str, value: float) -> str:
+    return e.const(name, np.array(value, np.float32))
+
+
+def _clip(e: _Emitter, n: Node, ins: list[str]) -> str:
+    lo = _f32(e, f"{n.name}/min", n.attrs["min"])
+    hi = _f32(e, f"{n.name}/max", n.attrs["max"])
+    return e.node("Clip", [ins[0], lo, hi], n.name, n.name)
+
+
+def _reduce(op: str) -> Callable:
+    """ReduceMean/Sum/Max with the axes as an input (opset 18)."""
+
+    def lower(e: _Emitter, n: Node, ins: list[str]) -> str:
+        axes = e.const(f"{n.name}/axes", np.array(n.attrs["axes"], np.int64))
+        return e.node(op, [ins[0], axes], n.name, n.name, keepdims=int(bool(n.attrs["keepdim"])))
+
+    return lower
+
+
+def _resize(e: _Emitter, n: Node, ins: list[str]) -> str:
+    """Resize of axes 2 and 3 only (opset 18 ``axes``), so the symbolic batch needs no size."""
+    a = n.attrs
+    sizes = e.const(f"{n.name}/sizes", np.array(a["size"], np.int64))
+    if a["mode"] == "nearest":
+        modes = {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
+    else:
+        ctm = "align_corners" if a["align_corners"] else "half_pixel"
+        modes = {"mode": "linear", "coordinate_transformation_mode": ctm}
+    return e.node("Resize", [ins[0], "", "", sizes], n.name, n.name, axes=[2, 3], **modes)
+
+
+def _conv_transpose(e: _Emitter, n: Node, ins: list[str]) -> str:
+    a = n.attrs
+    ph, pw = list(pair(a["padding"]))
+    w = e.graph.node(e.graph.args(n.id)[1]).shape
+    return e.node(
+        "ConvTranspose",
+        ins,
+        n.name,
+        n.name,
+        kernel_shape=list(w[2:]),
+        strides=list(pair(a["stride"])),
+        pads=[ph, pw, ph, pw],
+        dilations=list(pair(a["dilation"])),
+        output_padding=list(pair(a["output_padding"])),
+        group=int(a["groups"]),
+    )
+
+
+def _per_channel(e: _Emitter, n: Node, v: str, rank: int, what: str) -> str:
+    """A (C,) vector reshaped to broadcast over axis 1 (ONNX Runtime folds it: it is constant)."""
+    shape = e.const(f"{n.name}/{what}_shape", np.array([1, -1] + [1] * (rank - 2), np.int64))
+    return e.node("Reshape", [v, shape], f"{n.name}/{what}_c", f"{n.name}/{what}_c")
+
+
+def _normalise(e: _Emitter, n: Node, x: str, axes: list[int], eps: float) -> str:
+    """(x - mean) / sqrt(var + eps) over ``axes``, with explicit ReduceMean maths."""
+    name = n.name
+    ax = e.const(f"{name}/norm_axes", np.array(axes, np.int64))
+    mu = e.node("ReduceMean", [x, ax], f"{name}/mean", f"{name}/mean", keepdims=1)
+    d = e.node("Sub", [x, mu], f"{name}/centred", f"{name}/centred")
+    sq = e.node("Mul", [d, d], f"{name}/square", f"{name}/square")
+    var = e.node("ReduceMean", [sq, ax], f"{name}/var", f"{name}/var", keepdims=1)
+    std = e.node(
+        "Sqrt",
+        [e.node("Add", [var, _f32(e, f"{name}/eps", eps)], f"{name}/var_eps", f"{name}/var_eps")],
+        f"{name}/std",
+        f"{name}/std",
+    )
+    return e.node("Div", [d, std], f"{name}/normed", f"{name}/normed")
+
+
+def _affine(e: _Emitter, n: Node, y: str, scale: str, bias: str, rank: int) -> str:
+    y = e.node("Mul", [y, _per_channel(e, n, scale, rank, "scale")], f"{n.name}/scaled", f"{n.name}/scaled")
+    return e.node("Add", [y, _per_channel(e, n, bias, rank, "bias")], n.name, n.name)
+
+
+def _layer_norm(e: _Emitter, n: Node, ins: list[str]) -> str:
+    """The last axis: LayerNormalization. The channels (ConvNeXt): the same maths over axis 1,
+    no transposes."""
+    eps = float(n.attrs["eps"])
+    if n.attrs.get("axis", -1) == -1:
+        return e.node("LayerNormalization", ins, n.name, n.name, axis=-1, epsilon=eps)
+    return _affine(e, n, _normalise(e, n, ins[0], [1], eps), ins[1], ins[2], len(n.shape))
+
+
+def _group_norm(e: _Emitter, n: Node, ins: list[str]) -> str:
+    """(N, C, ...) -> (N, G, C/G * ...), normalised over the last axis, reshaped back, then the
+    per-channel affine. Why not GroupNormalization: opset 18-20 give it a per-group scale."""
+    x, rank = ins[0], len(n.shape)
+    grouped = e.const(f"{n.name}/grouped_shape", np.array([0, int(n.attrs["num_groups"]), -1], np.int64))
+    g = e.node("Reshape", [x, grouped], f"{n.name}/grouped", f"{n.name}/grouped")
+    y = _normalise(e, n, g, [2], float(n.attrs["eps"]))
+    shape = e.node("Shape", [x], f"{n.name}/shape", f"{n.name}/shape")
+    y = e.node("Reshape", [y, shape], f"{n.name}/ungrouped", f"{n.name}/ungrouped")
+    return _affine(e, n, y, ins[1], ins[2], rank)
+
+
+def _slice(e: _Emitter, n: Node, ins: list[str]) -> str:
+    a = n.attrs
+    consts = [
+        e.const(f"{n.name}/{k}", np.array([a[v]], np.int64))
+        for k, v in (("starts", "start"), ("ends", "end"), ("axes", "axis"), ("steps", "step"))
+    ]
+    return e.node("Slice", [ins[0], *consts], n.name, n.name)
+
+
+def _pow(e: _Emitter, n: Node, ins: list[str]) -> str:
+    """x * x for a square (exact, as the reference); Pow otherwise."""
+    if n.attrs["exponent"] == 2.0:
+        return e.node("Mul", [ins[0], ins[0]], n.name, n.name)
+    return e.node("Pow", [ins[0], _f32(e, f"{n.name}/exponent", n.attrs["exponent"])], n.name, n.name)
+
+
 LOWERING: dict[str, Callable[[_Emitter, Node, list[str]], str]] = {
     "conv2d": lambda e, n, ins: e.node(
         "Conv", ins, n.name, n.name, **_conv_attrs(n, e.graph.node(e.graph.args(n.id)[1]).shape)
     ),
     "fused_conv": _fused_conv,
     "batch_norm": lambda e, n, ins: e.node("BatchNormalization", ins, n.name, n.name, epsilon=float(n.attrs["eps"])),
-    "layer_norm": lambda e, n, ins: e.node(
-        "LayerNormalization", ins, n.name, n.name, axis=-1, epsilon=float(n.attrs["eps"])
-    ),
+    "layer_norm": _layer_norm,
+    "group_norm": _group_norm,
     "relu": _simple("Relu"),
     "sigmoid": _simple("Sigmoid"),
     "silu": _silu,
@@ -164,17 +287,39 @@ LOWERING: dict[str, Callable[[_Emitter, Node, list[str]], str]] = {
     "reshape": _reshape,
     "transpose": lambda e, n, ins: e.node("Transpose", ins, n.name, n.name, perm=list(n.attrs["perm"])),
     "pad": _pad,
+    "clip": _clip,
+    "hardsigmoid": _simple("HardSigmoid", alpha=1.0 / 6.0, beta=0.5),
+    "hardswish": _simple("HardSwish"),
+    "tanh": _simple("Tanh"),
+    "leaky_relu": lambda e, n, ins: e.node("LeakyRelu", ins, n.name, n.name, alpha=float(n.attrs["negative_slope"])),
+    "elu": lambda e, n, ins: e.node("Elu", ins, n.name, n.name, alpha=float(n.attrs["alpha"])),
+    "dropout": _simple("Identity"),
+    "stochastic_depth": _simple("Identity"),
+    "reduce_mean": _reduce("ReduceMean"),
+    "reduce_sum": _reduce("ReduceSum"),
+    "reduce_max": _reduce("ReduceMax"),
+    "resize": _resize,
+    "conv_transpose2d": _conv_transpose,
+    "embedding": lambda e, n, ins: e.node("Gather", [ins[1], ins[0]], n.name, n.name, axis=0),
+    "slice": _slice,
+    "div": _simple("Div"),
+    "pow": _pow,
 }
 
 registry.register_backend("onnx", LOWERING)
 registry.register_backend("onnx-ort", LOWERING)  # the same table; fused_conv differs inside
 
 
-def _value_info(helper, name: str, shape) -> object:
+_ELEM_TYPES = {"float32": "FLOAT", "float64": "DOUBLE", "int64": "INT64", "int32": "INT32"}
+
+
+def _value_info(helper, name: str, shape, dtype: str = "float32") -> object:
     import onnx
 
+    if dtype not in _ELEM_TYPES:
+        raise ResdslError(f"{name}: the ONNX backend has no tensor type for dtype {dtype!r}")
     dims = [d if isinstance(d, int) else str(d) for d in shape]
-    return helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, dims)
+    return helper.make_tensor_value_info(name, getattr(onnx.TensorProto, _ELEM_TYPES[dtype]), dims)
 
 
 def to_onnx(graph: Graph, flavour: str = "onnx", provenance: dict | None = None):
@@ -189,7 +334,7 @@ def to_onnx(graph: Graph, flavour: str = "onnx", provenance: dict | None = None)
         n = graph.node(nid)
         if n.op == "input":
             e.names[nid] = n.attrs["name"]
-            inputs.append(_value_info(helper, n.attrs["name"], n.shape))
+            inputs.append(_value_info(helper, n.attrs["name"], n.shape, n.dtype))
             continue
         if n.op == "param":
             pname = n.attrs["name"]
@@ -205,7 +350,7 @@ def to_onnx(graph: Graph, flavour: str = "onnx", provenance: dict | None = None)
     for out_name, nid in graph.outputs:
         if e.names[nid] != out_name:
             e.node("Identity", [e.names[nid]], out_name, f"output/{out_name}")
-        outputs.append(_value_info(helper, out_name, graph.node(nid).shape))
+        outputs.append(_value_info(helper, out_name, graph.node(nid).shape, graph.node(nid).dtype))
     body = helper.make_graph(e.nodes, graph.name, inputs, outputs, e.initializers)
     opsets = [helper.make_opsetid("", OPSET)]
     if e.uses_ort:
@@ -215,6 +360,9 @@ def to_onnx(graph: Graph, flavour: str = "onnx", provenance: dict | None = None)
 
     model.producer_version = __version__
     meta = {"resdsl.flavour": flavour}
+    bounds = index_bounds(graph)
+    if bounds:
+        meta["resdsl.index_bounds"] = json.dumps(bounds, sort_keys=True)
     if provenance:
         meta["resdsl.provenance"] = json.dumps(provenance, sort_keys=True, default=str)
     helper.set_model_props(model, meta)

@@ -60,6 +60,7 @@ class OrtRunner:
         self.outputs = [self._spec(o) for o in self.session.get_outputs()]
         meta = self.session.get_modelmeta().custom_metadata_map
         self.provenance = json.loads(meta["resdsl.provenance"]) if "resdsl.provenance" in meta else {}
+        self.index_bounds = json.loads(meta.get("resdsl.index_bounds", "{}"))
 
     @staticmethod
     def _spec(arg) -> TensorSpec:

@@ -17,6 +17,7 @@ import shutil
 import tempfile
 from typing import Any
 
+from resdsl.backends import index_bounds
 from resdsl.backends.options import CudaOptions, LlvmOptions
 
 from resdsl.atomic import atomic_paths
@@ -135,7 +136,12 @@ def interface(graph: Graph, options: TvmOptions) -> dict[str, Any]:
         shape = graph.node(nid).shape
         if options.batch is not None:
             shape = tuple(options.batch if d == BATCH else d for d in shape)
-        return {"name": name, "shape": list(shape), "dtype": graph.node(nid).dtype}
+        entry = {"name": name, "shape": list(shape), "dtype": graph.node(nid).dtype}
+        if name in bounds and nid in graph.inputs:
+            entry["index_bound"] = bounds[name]
+        return entry
+
+    bounds = index_bounds(graph)
 
     return {
         "inputs": [spec(graph.node(nid).attrs["name"], nid) for nid in graph.inputs],

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import replace
 
 from resdsl import registry
 from resdsl.errors import ResdslError
@@ -75,12 +76,12 @@ class Lowerer:
         """Reshape a per-channel vector (C,) to broadcast over axis 1 of a rank-``rank`` tensor."""
         return self.emit(self.op.reshape(v, [1, -1] + [1] * (rank - 2)), node)
 
-    def activate(self, y, activation: str):
-        if activation == "relu":
-            return self.op.nn.relu(y)
-        if activation == "sigmoid":
-            return self.op.sigmoid(y)
-        return y
+    def scalar(self, value: float):
+        return self.relax.const(float(value), "float32")
+
+    def activate(self, y, node: Node, activation: str):
+        """A fused activation by this backend's own lowering of the op of that name."""
+        return LOWERINGS[activation](self, replace(node, op=activation, attrs={}), [y])
 
 
 def _ident(name: str) -> str:
@@ -120,7 +121,7 @@ def _fused_conv(cx: Lowerer, node: Node, args: list):
     if len(args) > 3:
         y = cx.op.add(cx.emit(y, node), args[3])
     if node.attrs["activation"] != "none":
-        y = cx.activate(cx.emit(y, node), node.attrs["activation"])
+        y = cx.activate(cx.emit(y, node), node, node.attrs["activation"])
     return y
 
 
@@ -144,7 +145,22 @@ def _batch_norm(cx: Lowerer, node: Node, args: list):
 @lowering("layer_norm")
 def _layer_norm(cx: Lowerer, node: Node, args: list):
     x, scale, bias = args
-    return cx.op.nn.layer_norm(x, scale, bias, axes=[-1], epsilon=float(node.attrs["eps"]))
+    axis = int(node.attrs.get("axis", -1))
+    return cx.op.nn.layer_norm(x, scale, bias, axes=[axis], epsilon=float(node.attrs["eps"]))
+
+
+@lowering("group_norm")
+def _group_norm(cx: Lowerer, node: Node, args: list):
+    x, scale, bias = args
+    return cx.op.nn.group_norm(
+        x,
+        scale,
+        bias,
+        num_groups=int(node.attrs["num_groups"]),
+        channel_axis=1,
+        axes=list(range(2, len(node.shape))),
+        epsilon=float(node.attrs["eps"]),
+    )
 
 
 # ---------------------------------------------------------------- activations
@@ -176,7 +192,44 @@ def _softmax(cx: Lowerer, node: Node, args: list):
     return cx.op.nn.softmax(args[0], axis=int(node.attrs["axis"]))
 
 
-@lowering("identity")
+@lowering("clip")
+def _clip(cx: Lowerer, node: Node, args: list):
+    return cx.op.clip(args[0], float(node.attrs["min"]), float(node.attrs["max"]))
+
+
+@lowering("hardsigmoid")
+def _hardsigmoid(cx: Lowerer, node: Node, args: list):
+    """clip(x + 3, 0, 6) / 6: elementwise, one fused kernel."""
+    y = cx.emit(cx.op.add(args[0], cx.scalar(3.0)), node)
+    y = cx.emit(cx.op.clip(y, 0.0, 6.0), node)
+    return cx.op.divide(y, cx.scalar(6.0))
+
+
+@lowering("hardswish")
+def _hardswish(cx: Lowerer, node: Node, args: list):
+    return cx.op.multiply(args[0], cx.emit(_hardsigmoid(cx, node, args), node))
+
+
+@lowering("tanh")
+def _tanh(cx: Lowerer, node: Node, args: list):
+    return cx.op.tanh(args[0])
+
+
+@lowering("leaky_relu")
+def _leaky_relu(cx: Lowerer, node: Node, args: list):
+    return cx.op.nn.leakyrelu(args[0], float(node.attrs["negative_slope"]))
+
+
+@lowering("elu")
+def _elu(cx: Lowerer, node: Node, args: list):
+    """x where x > 0, else alpha * (exp(min(x, 0)) - 1): the min keeps exp from overflowing."""
+    x, op = args[0], cx.op
+    neg = cx.emit(op.exp(cx.emit(op.minimum(x, cx.scalar(0.0)), node)), node)
+    neg = cx.emit(op.multiply(cx.emit(op.subtract(neg, cx.scalar(1.0)), node), cx.scalar(node.attrs["alpha"])), node)
+    return op.where(cx.emit(op.greater(x, cx.scalar(0.0)), node), x, neg)
+
+
+@lowering("identity", "dropout", "stochastic_depth")
 def _identity(cx: Lowerer, node: Node, args: list):
     return args[0]
 
@@ -188,7 +241,12 @@ def _pool_attrs(node: Node) -> dict:
     a = node.attrs
     kernel = pair(a["kernel"])
     ph, pw = pair(a["padding"])
-    return {"pool_size": kernel, "strides": pair(a["stride"] or a["kernel"]), "padding": (ph, pw, ph, pw)}
+    return {
+        "pool_size": kernel,
+        "strides": pair(a["stride"] or a["kernel"]),
+        "padding": (ph, pw, ph, pw),
+        "ceil_mode": bool(a.get("ceil_mode", False)),
+    }
 
 
 @lowering("max_pool2d")
@@ -198,13 +256,57 @@ def _max_pool2d(cx: Lowerer, node: Node, args: list):
 
 @lowering("avg_pool2d")
 def _avg_pool2d(cx: Lowerer, node: Node, args: list):
-    """The reference counts padding zeros in every window: count_include_pad."""
-    return cx.op.nn.avg_pool2d(args[0], **_pool_attrs(node), count_include_pad=True)
+    return cx.op.nn.avg_pool2d(
+        args[0], **_pool_attrs(node), count_include_pad=bool(node.attrs.get("count_include_pad", True))
+    )
 
 
 @lowering("global_avg_pool")
 def _global_avg_pool(cx: Lowerer, node: Node, args: list):
     return cx.op.mean(args[0], axis=[2, 3], keepdims=True)
+
+
+@lowering("reduce_mean", "reduce_sum", "reduce_max")
+def _reduce(cx: Lowerer, node: Node, args: list):
+    fn = {"reduce_mean": cx.op.mean, "reduce_sum": cx.op.sum, "reduce_max": cx.op.max}[node.op]
+    return fn(args[0], axis=[int(a) for a in node.attrs["axes"]], keepdims=bool(node.attrs["keepdim"]))
+
+
+# ---------------------------------------------------------------- resampling
+
+
+@lowering("resize")
+def _resize(cx: Lowerer, node: Node, args: list):
+    """PyTorch's coordinate rules in resize2d's terms (see ``resdsl/ops/resample.py``)."""
+    a = node.attrs
+    if a["mode"] == "nearest":
+        mode = {
+            "method": "nearest_neighbor",
+            "coordinate_transformation_mode": "asymmetric",
+            "rounding_method": "floor",
+        }
+    else:
+        ctm = "align_corners" if a["align_corners"] else "half_pixel"
+        mode = {"method": "linear", "coordinate_transformation_mode": ctm}
+    return cx.op.image.resize2d(args[0], [int(d) for d in a["size"]], layout="NCHW", **mode)
+
+
+@lowering("conv_transpose2d")
+def _conv_transpose2d(cx: Lowerer, node: Node, args: list):
+    a = node.attrs
+    ph, pw = pair(a["padding"])
+    y = cx.op.nn.conv2d_transpose(
+        args[0],
+        args[1],
+        strides=pair(a["stride"]),
+        padding=(ph, pw, ph, pw),
+        output_padding=pair(a["output_padding"]),
+        dilation=pair(a["dilation"]),
+        groups=int(a["groups"]),
+    )
+    if len(args) > 2:
+        y = cx.op.add(cx.emit(y, node), cx.channel(args[2], 4, node))
+    return y
 
 
 # ---------------------------------------------------------------- dense
@@ -247,6 +349,24 @@ def _sum(cx: Lowerer, node: Node, args: list):
     return out
 
 
+@lowering("div")
+def _div(cx: Lowerer, node: Node, args: list):
+    return cx.op.divide(args[0], args[1])
+
+
+@lowering("pow")
+def _pow(cx: Lowerer, node: Node, args: list):
+    """Small whole exponents as products (exact for a square, no libm ``pow`` of a negative
+    base); power otherwise."""
+    e = node.attrs["exponent"]
+    if e in (2.0, 3.0, 4.0):
+        y = args[0]
+        for _ in range(int(e) - 1):
+            y = cx.op.multiply(y if y is args[0] else cx.emit(y, node), args[0])
+        return y
+    return cx.op.power(args[0], cx.scalar(e))
+
+
 # ---------------------------------------------------------------- layout
 
 
@@ -275,11 +395,24 @@ def _pad(cx: Lowerer, node: Node, args: list):
     return cx.op.nn.pad(args[0], width, pad_mode="constant", pad_value=0.0)
 
 
+@lowering("slice")
+def _slice(cx: Lowerer, node: Node, args: list):
+    a = node.attrs
+    return cx.op.strided_slice(
+        args[0], axes=[int(a["axis"])], begin=[int(a["start"])], end=[int(a["end"])], strides=[int(a["step"])]
+    )
+
+
+@lowering("embedding")
+def _embedding(cx: Lowerer, node: Node, args: list):
+    return cx.op.take(args[1], args[0], axis=0)
+
+
 # ---------------------------------------------------------------- the module
 
 
 def _tensor_type(cx: Lowerer, node: Node):
-    return cx.relax.TensorType(cx.dims(node.shape), "float32")
+    return cx.relax.TensorType(cx.dims(node.shape), node.dtype)
 
 
 def lower(graph: Graph, batch: int | None = None):

@@ -21,7 +21,9 @@ than ONNX Runtime. ``pipeline(target, db)`` is that pipeline with four additions
    compile time (``rules.kernel._pack_weight``), so a tile streams its weights in order.
 3. **Everything else** (``rules.elementwise``, ``rules.rows``): pooling, means, transposes and
    elementwise functions get parallel outer loops and a vectorised inner loop.
-4. **Tuning.** With ``db`` (``resdsl tune``), MetaSchedule's records are applied
+4. **NaN.** relu and clip legalise to selects that keep a NaN (``nan.py``); TOPI's
+   ``max(x, 0)`` answered 0, at the same one ``vmaxps`` an element.
+5. **Tuning.** With ``db`` (``resdsl tune``), MetaSchedule's records are applied
    first; the kernels they cover keep the tuned schedule and the rules skip them
    (``tirx.is_scheduled``).
 
@@ -37,6 +39,7 @@ from collections.abc import Mapping
 from resdsl.errors import ResdslError
 
 from .mutator import mutator_pass
+from .nan import nan_legalize
 from .target import lanes_of
 from .winograd import winograd_passes
 
@@ -88,7 +91,7 @@ def fused_passes(target, winograd: bool = True) -> list:
     """
     from tvm import relax
 
-    legalize = _backend(target).legalize_passes(target)
+    legalize = [relax.transform.LegalizeOps(nan_legalize())] + _backend(target).legalize_passes(target)
     at = next(i for i, p in enumerate(legalize) if p.info.name == "FuseTIR") + 1
     if target.kind.name != "llvm":  # NHWC on CUDA too: the channel axis makes loads coalesce
         return layout_passes() + _backend(target).library_dispatch_passes(target) + legalize[:at]

@@ -41,6 +41,7 @@ class TvmRunner:
             )
         _check_cpu(path, self.meta)
         self.inputs = [_spec(s) for s in self.meta["inputs"]]
+        self.index_bounds = {s["name"]: int(s["index_bound"]) for s in self.meta["inputs"] if "index_bound" in s}
         self.provenance: dict[str, Any] = self.meta.get("provenance") or {}
         self.outputs = [_spec(s) for s in self.meta["outputs"]]
 

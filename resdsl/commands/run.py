@@ -102,7 +102,11 @@ def _load_inputs(args, runner) -> dict[str, np.ndarray]:
         for spec in runner.inputs:
             if spec.name not in feeds:
                 shape = tuple(d if isinstance(d, int) else args.batch for d in spec.shape)
-                feeds[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
+                if np.issubdtype(np.dtype(spec.dtype), np.integer):  # indices: below the table size
+                    high = (getattr(runner, "index_bounds", None) or {}).get(spec.name, 2)
+                    feeds[spec.name] = rng.integers(0, high, shape).astype(spec.dtype)
+                else:
+                    feeds[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
     if not feeds:
         raise ResdslError("no inputs given", hint="pass --random or --input NAME=FILE.npy")
     return feeds

@@ -183,7 +183,7 @@ def _index_dtype(dtypes: list[str], a: dict) -> str:
     "weight[indices]: rows of a (num, dim) table looked up by integer indices (torch.nn.Embedding)",
     inputs=("indices", "weight"),
     dtype=_index_dtype,
-    cases=[("embedding", ["ids"], {}, {"w": (11, 6)})],
+    cases=[("embedding", [("int64", (N, 7)), "w"], {}, {"w": (11, 6)})],
 )
 class Embedding:
     @staticmethod
