@@ -100,10 +100,10 @@ class Runner(Protocol):
 def index_bounds(graph: Graph) -> dict[str, int]:
     """Integer (index) inputs by name: the exclusive bound of their valid values, recorded in an
     artifact so that ``resdsl run --random`` feeds indices every table can look up."""
-    from resdsl.interpreter import _index_bound
+    from resdsl.interpreter import index_bound
 
     return {
-        graph.node(nid).attrs["name"]: _index_bound(graph, nid)
+        graph.node(nid).attrs["name"]: index_bound(graph, nid)
         for nid in graph.inputs
         if graph.node(nid).dtype.startswith("int")
     }

@@ -54,13 +54,13 @@ def random_inputs(graph: Graph, batch: int = 1, seed: int = 0) -> dict[str, np.n
         n = graph.node(nid)
         shape = tuple(batch if isinstance(d, str) else d for d in n.shape)
         if n.dtype.startswith("int"):
-            out[n.attrs["name"]] = rng.integers(0, _index_bound(graph, nid), shape).astype(n.dtype)
+            out[n.attrs["name"]] = rng.integers(0, index_bound(graph, nid), shape).astype(n.dtype)
         else:
             out[n.attrs["name"]] = rng.standard_normal(shape).astype(n.dtype)
     return out
 
 
-def _index_bound(graph: Graph, nid: int) -> int:
+def index_bound(graph: Graph, nid: int) -> int:
     """How many rows the tables indexed by ``nid`` have at least (2 when it indexes none)."""
     rows = [graph.node(graph.args(dst)[1]).shape[0] for dst, i in graph.uses(nid) if graph.node(dst).op == "embedding"]
     return min(rows) if rows else 2

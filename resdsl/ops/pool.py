@@ -52,9 +52,10 @@ def _avg_reference(x, **a):
     inside = np.ones((1, 1) + x.shape[2:])
     if a.get("count_include_pad", True):
         inside = np.pad(inside, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=1.0)
-        counted = _pool_windows(inside, {**a, "padding": (0, 0)}, 0.0)
-        # the windows of the pre-padded mask start where the padded input starts
-        counted = counted.sum(axis=(4, 5))
+        # the windows of the pre-padded mask start where the padded input starts; ceil mode may
+        # give the bigger mask one window more than the input has
+        oh, ow = total.shape[2:]
+        counted = _pool_windows(inside, {**a, "padding": (0, 0)}, 0.0).sum(axis=(4, 5))[:, :, :oh, :ow]
     else:
         counted = _pool_windows(inside, a, 0.0).sum(axis=(4, 5))
     return (total / counted).astype(x.dtype)
@@ -88,6 +89,7 @@ class MaxPool:
         ("avg_pool2d_k1", [X4], {"kernel": 1, "stride": 2}, {}),
         ("avg_pool2d_exclude_pad", [X4], {"kernel": 3, "stride": 2, "padding": 1, "count_include_pad": False}, {}),
         ("avg_pool2d_ceil", [(N, 4, 8, 8)], {"kernel": 3, "stride": 2, "ceil_mode": True}, {}),
+        ("avg_pool2d_ceil_pad", [(N, 3, 9, 10)], {"kernel": 2, "stride": 2, "padding": 1, "ceil_mode": True}, {}),
     ],
 )
 class AvgPool:
