@@ -7,10 +7,10 @@ import os
 
 import pytest
 from helpers import example
+from resdsl.backends import emit, make_options, open_artifact
 
 import resdsl
 from resdsl.atomic import atomic_paths
-from resdsl.backends import emit, make_options, open_artifact
 from resdsl.cli import main
 
 TINY = example("tiny.py")
