@@ -153,6 +153,18 @@ EXAMPLES = [
     ("transformer.py", "vit", {"image_size": 32, "patch": 8, "dim": 32, "depth": 2, "heads": 2}),
     ("transformer.py", "vit", {"image_size": 32, "patch": 8, "dim": 32, "depth": 1, "heads": 2, "class_token": False}),
     ("transformer.py", "sequence_encoder", {"seq_len": 8, "dim": 32, "depth": 2, "heads": 2}),
+    *[
+        (f, m, {"image_size": 32, "num_classes": 10})
+        for f, m in (
+            ("mobilenet.py", "mobilenet_v2"),
+            ("mobilenet.py", "mobilenet_v3_large"),
+            ("mobilenet.py", "mobilenet_v3_small"),
+            ("efficientnet.py", "efficientnet_b0"),
+            ("regnet.py", "regnet_y_400mf"),
+            ("convnext.py", "convnext_tiny"),
+            ("vit.py", "vit_b_16"),
+        )
+    ],
 ]
 # Nothing is left out: preact_resnet1001 runs with 3 blocks a stage (29 layers) instead of 111, the
 # only change beyond image sizes and class counts, so that the numpy interpreter stays fast.

@@ -102,17 +102,31 @@ def _pool(kind: str) -> Callable:
         # ONNX Runtime's ceil-mode divisor is PyTorch's (the overhang is never counted): checked
         # with padding against the reference.
         extra = {"count_include_pad": int(bool(a.get("count_include_pad", True)))} if kind == "AveragePool" else {}
-        return e.node(
+        kernel, stride = list(pair(a["kernel"])), list(pair(a["stride"] or a["kernel"]))
+        ceil = bool(a.get("ceil_mode", False))
+        # In ceil mode PyTorch drops a last window that would start inside the right padding;
+        # ONNX keeps it: pool, then cut back to the IR's (PyTorch's) size.
+        x_hw = e.graph.node(e.graph.args(n.id)[0]).shape[2:]
+        onnx_hw = [-(-(d + 2 * p - k) // s) + 1 for d, p, k, s in zip(x_hw, (ph, pw), kernel, stride)]
+        trim = ceil and list(n.shape[2:]) != onnx_hw
+        out = e.node(
             kind,
             ins,
+            f"{n.name}/untrimmed" if trim else n.name,
             n.name,
-            n.name,
-            kernel_shape=list(pair(a["kernel"])),
-            strides=list(pair(a["stride"] or a["kernel"])),
+            kernel_shape=kernel,
+            strides=stride,
             pads=[ph, pw, ph, pw],
-            ceil_mode=int(bool(a.get("ceil_mode", False))),
+            ceil_mode=int(ceil),
             **extra,
         )
+        if not trim:
+            return out
+        consts = [
+            e.const(f"{n.name}/{k}", np.array(v, np.int64))
+            for k, v in (("starts", [0, 0]), ("ends", list(n.shape[2:])), ("axes", [2, 3]))
+        ]
+        return e.node("Slice", [out, *consts], n.name, f"{n.name}/trim")
 
     return lower
 

@@ -132,10 +132,11 @@ class Exporter:
         node = self.tree
         for i, part in enumerate(parts):
             here = ".".join(parts[: i + 1])
-            if not part or part.startswith("_") or part in RESERVED or not (part.isidentifier() or part.isdigit()):
+            # what nn.Module.add_module accepts and a string literal can hold (torchvision's RegNet has "block1-0")
+            if not part or part.startswith("_") or part in RESERVED or not re.fullmatch(r"[A-Za-z0-9_\-]+", part):
                 raise ResdslError(
                     f"cannot export to PyTorch: {here!r} is not a usable module or attribute name",
-                    hint="rename the layer or scope (a Python identifier or an index, not a method of nn.Module)",
+                    hint="rename the layer or scope (letters, digits, '_' and '-', not a method of nn.Module)",
                 )
             if node.kind != "scope":
                 raise ResdslError(f"cannot export to PyTorch: {'.'.join(parts[:i])!r} is a parameter and a scope")
