@@ -135,6 +135,31 @@ def _silu(e: _Emitter, n: Node, ins: list[str]) -> str:
     return e.node("Mul", [ins[0], s], n.name, n.name)
 
 
+def _qparams(e: _Emitter, n: Node, dtype: str) -> tuple[str, str, dict]:
+    """Scale and zero point initializers of a quantize/dequantize node, and its axis attribute."""
+    scale, zp = np.asarray(n.attrs["scale"], np.float32), np.asarray(n.attrs["zero_point"], dtype)
+    axis = {}
+    if scale.ndim or zp.ndim:  # per channel: ONNX wants both as vectors of the channel count
+        size = max(scale.size, zp.size)
+        scale, zp = np.broadcast_to(scale, (size,)).copy(), np.broadcast_to(zp, (size,)).copy()
+        axis = {"axis": int(n.attrs["axis"])}
+    e.const(f"{n.name}/scale", scale)
+    e.const(f"{n.name}/zero_point", zp)
+    return f"{n.name}/scale", f"{n.name}/zero_point", axis
+
+
+def _quantize(e: _Emitter, n: Node, ins: list[str]) -> str:
+    if n.dtype not in ("int8", "uint8"):
+        raise ResdslError(f"{n.name}: ONNX opset {OPSET} quantizes to int8 or uint8, not {n.dtype}", n.loc)
+    scale, zp, axis = _qparams(e, n, n.dtype)
+    return e.node("QuantizeLinear", [ins[0], scale, zp], n.name, n.name, **axis)
+
+
+def _dequantize(e: _Emitter, n: Node, ins: list[str]) -> str:
+    scale, zp, axis = _qparams(e, n, e.graph.node(e.graph.args(n.id)[0]).dtype)
+    return e.node("DequantizeLinear", [ins[0], scale, zp], n.name, n.name, **axis)
+
+
 LOWERING: dict[str, Callable[[_Emitter, Node, list[str]], str]] = {
     "conv2d": lambda e, n, ins: e.node(
         "Conv", ins, n.name, n.name, **_conv_attrs(n, e.graph.node(e.graph.args(n.id)[1]).shape)
@@ -164,17 +189,17 @@ LOWERING: dict[str, Callable[[_Emitter, Node, list[str]], str]] = {
     "reshape": _reshape,
     "transpose": lambda e, n, ins: e.node("Transpose", ins, n.name, n.name, perm=list(n.attrs["perm"])),
     "pad": _pad,
+    "quantize": _quantize,
+    "dequantize": _dequantize,
 }
 
 registry.register_backend("onnx", LOWERING)
 registry.register_backend("onnx-ort", LOWERING)  # the same table; fused_conv differs inside
 
 
-def _value_info(helper, name: str, shape) -> object:
-    import onnx
-
+def _value_info(helper, name: str, shape, dtype: str = "float32") -> object:
     dims = [d if isinstance(d, int) else str(d) for d in shape]
-    return helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, dims)
+    return helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(np.dtype(dtype)), dims)
 
 
 def to_onnx(graph: Graph, flavour: str = "onnx", provenance: dict | None = None):
@@ -189,7 +214,7 @@ def to_onnx(graph: Graph, flavour: str = "onnx", provenance: dict | None = None)
         n = graph.node(nid)
         if n.op == "input":
             e.names[nid] = n.attrs["name"]
-            inputs.append(_value_info(helper, n.attrs["name"], n.shape))
+            inputs.append(_value_info(helper, n.attrs["name"], n.shape, n.dtype))
             continue
         if n.op == "param":
             pname = n.attrs["name"]
@@ -205,7 +230,7 @@ def to_onnx(graph: Graph, flavour: str = "onnx", provenance: dict | None = None)
     for out_name, nid in graph.outputs:
         if e.names[nid] != out_name:
             e.node("Identity", [e.names[nid]], out_name, f"output/{out_name}")
-        outputs.append(_value_info(helper, out_name, graph.node(nid).shape))
+        outputs.append(_value_info(helper, out_name, graph.node(nid).shape, graph.node(nid).dtype))
     body = helper.make_graph(e.nodes, graph.name, inputs, outputs, e.initializers)
     opsets = [helper.make_opsetid("", OPSET)]
     if e.uses_ort:
