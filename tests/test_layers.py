@@ -18,7 +18,7 @@ ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
 PACKAGES = {"resdsl": "resdsl", "passes": "resdsl.passes", "backends": "resdsl.backends"}
 
 FRONT_END = ("resdsl.nn", "resdsl.blocks", "resdsl.model", "resdsl.loader")
-TOP = ("resdsl", "resdsl.driver", "resdsl.cli", "resdsl.commands", "resdsl.serving", "resdsl.export")
+TOP = ("resdsl", "resdsl.driver", "resdsl.cli", "resdsl.commands", "resdsl.serving", "resdsl.export", "resdsl.quant")
 
 
 def layer(module: str) -> int:
