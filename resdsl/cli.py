@@ -17,7 +17,20 @@ import sys
 
 from .errors import ResdslError
 
-COMMANDS = ("compile", "run", "passes", "show", "viz", "analyze", "weights", "bench", "tune", "export", "serve")
+COMMANDS = (
+    "compile",
+    "run",
+    "passes",
+    "show",
+    "viz",
+    "analyze",
+    "weights",
+    "bench",
+    "tune",
+    "export",
+    "serve",
+    "quantize",
+)
 
 
 class _Parser(argparse.ArgumentParser):
