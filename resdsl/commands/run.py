@@ -223,7 +223,7 @@ def _check_quantized(graph, feeds: dict[str, np.ndarray], outputs: dict[str, np.
         err = float(np.max(np.abs(np.asarray(outputs[name], np.float64) - want[name]))) if want[name].size else 0.0
         steps = err / step if step else float("inf") * err
         print(f"check {name}: max abs error {err:.3e} = {steps:.2f} quantization steps vs the int8 interpreter")
-        if not steps <= 1.0 + 1e-6:
+        if not steps <= 1.0 + 1e-3:  # two values on the grid differ by whole steps, up to float rounding
             failed.append(name)
     if failed:
         print(f"FAILED: {', '.join(failed)} differ from the int8 interpreter by more than one quantization step")
