@@ -65,10 +65,10 @@ def test_verify_refuses_integers_outside_dequantize():
         g.verify()
 
 
-def _quantized(tmp_path, calib: int = 4):
+def _quantized(tmp_path, calib: int = 4, method: str = "minmax"):
     req = CompileRequest(CIFAR, "resnet20", ARGS)
     prepared = quant.float_graph(req)
-    qparams = quant.calibrate(prepared, quant.load_calibration(prepared, None, calib))
+    qparams = quant.calibrate(prepared, quant.load_calibration(prepared, None, calib), method)
     path = str(tmp_path / "m.qparams.json")
     quant.write_qparams(path, prepared, qparams, "minmax", "requant", {"level": 2, "passes": None})
     graph, _ = build_graph(req)
@@ -97,8 +97,9 @@ def test_onnx_runtime_runs_every_conv_as_qlinearconv(tmp_path):
     assert np.max(np.abs(session.run(None, feeds)[0] - want)) <= step * (1 + 1e-3)
 
 
-def test_quantized_graph_stays_close_to_float(tmp_path):
-    graph, qgraph, _ = _quantized(tmp_path, calib=8)
+@pytest.mark.parametrize("method", quant.METHODS)
+def test_quantized_graph_stays_close_to_float(tmp_path, method):
+    graph, qgraph, _ = _quantized(tmp_path, calib=8, method=method)
     feeds = resdsl.random_inputs(graph, 4, seed=3)
     assert quant.sqnr_db(resdsl.interpret(graph, feeds)["logits"], resdsl.interpret(qgraph, feeds)["logits"]) > 25
 

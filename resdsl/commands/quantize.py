@@ -24,7 +24,12 @@ def add_parser(sub) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--calib", metavar="DIR", help="a folder of .npy inputs (one sample, or a batch, a file)")
     src.add_argument("--calib-random", type=positive_int, metavar="N", help="N standard-normal inputs")
-    p.add_argument("--method", default="minmax", choices=("minmax", "percentile"), help="range estimate")
+    p.add_argument(
+        "--method",
+        default="minmax",
+        choices=("minmax", "percentile", "entropy"),
+        help="range estimate (default minmax)",
+    )
     p.add_argument(
         "--join",
         default="requant",

@@ -25,9 +25,10 @@ from resdsl.interpreter import interpret
 from resdsl.ir import Graph
 from resdsl.passes.quantize import QParams, Quantize, grid_source, quantization_points, split_joins
 
-METHODS = ("minmax", "percentile")
+METHODS = ("minmax", "percentile", "entropy")
 FORMAT = "resdsl.qparams/1"
 PERCENTILE = 99.99
+BINS = 2048
 
 
 def model_hash(graph: Graph) -> str:
@@ -85,19 +86,56 @@ def load_calibration(graph: Graph, directory: str | None, random: int | None, se
 
 @dataclass
 class _Range:
+    """What one value's range estimate needs: extremes, per-batch percentiles, a histogram of |x|."""
+
+    method: str
     lo: float = np.inf
     hi: float = -np.inf
     n: int = 0
     plo: float = 0.0  # sums of per-batch percentiles (the mean is the range)
     phi: float = 0.0
+    hist: np.ndarray | None = None  # entropy's second pass: |x| over [0, max(|lo|, |hi|)]
 
     def add(self, x: np.ndarray) -> None:
         self.lo, self.hi, self.n = min(self.lo, float(x.min())), max(self.hi, float(x.max())), self.n + 1
-        lo, hi = np.percentile(x, [100 - PERCENTILE, PERCENTILE])
-        self.plo, self.phi = self.plo + float(lo), self.phi + float(hi)
+        if self.method == "percentile":
+            lo, hi = np.percentile(x, [100 - PERCENTILE, PERCENTILE])
+            self.plo, self.phi = self.plo + float(lo), self.phi + float(hi)
 
-    def bounds(self, method: str) -> tuple[float, float]:
-        return (self.lo, self.hi) if method == "minmax" else (self.plo / self.n, self.phi / self.n)
+    def add_hist(self, x: np.ndarray) -> None:
+        # exact zeros (relu, zero padding) say nothing about where to clip: left out
+        h, _ = np.histogram(np.abs(x[x != 0]), BINS, (0.0, max(abs(self.lo), abs(self.hi), 1e-8)))
+        self.hist = h if self.hist is None else self.hist + h
+
+    def bounds(self) -> tuple[float, float]:
+        if self.method == "percentile":
+            return self.plo / self.n, self.phi / self.n
+        if self.method == "entropy":
+            t = entropy_threshold(self.hist, 256 if self.lo >= 0 else 128) * max(abs(self.lo), abs(self.hi))
+            return max(self.lo, -t), min(self.hi, t)
+        return self.lo, self.hi
+
+
+def entropy_threshold(hist: np.ndarray, levels: int) -> float:
+    """The clipping threshold (a fraction of the histogram's range) whose ``levels``-level
+    quantization of the clipped distribution is closest in KL divergence (TensorRT's method)."""
+    best, best_kl = len(hist), np.inf
+    for i in range(levels, len(hist) + 1, 16):
+        p = hist[:i].astype(np.float64)
+        p[-1] += hist[i:].sum()  # clipped mass lands in the last kept bin
+        idx = np.arange(i) * levels // i
+        nonzero = hist[:i] > 0
+        mass = np.bincount(idx, hist[:i].astype(np.float64), levels)
+        count = np.bincount(idx, nonzero.astype(np.float64), levels)
+        q = np.where(nonzero, (mass / np.maximum(count, 1))[idx], 0.0)
+        if p.sum() == 0 or q.sum() == 0:
+            continue
+        p, q = p / p.sum(), q / q.sum()
+        keep = p > 0
+        kl = float(np.sum(p[keep] * np.log(p[keep] / np.maximum(q[keep], 1e-12))))
+        if kl < best_kl:
+            best, best_kl = i, kl
+    return best / len(hist)
 
 
 def uint8_qparams(lo: float, hi: float) -> tuple[float, int]:
@@ -108,22 +146,26 @@ def uint8_qparams(lo: float, hi: float) -> tuple[float, int]:
 
 
 def calibrate(graph: Graph, feeds: list[dict], method: str = "minmax") -> dict[str, tuple[float, int]]:
-    """Ranges of every quantization point of the prepared float ``graph``, as (scale, zero_point)."""
+    """Ranges of every quantization point of the prepared float ``graph``, as (scale, zero_point).
+
+    ``entropy`` runs the inputs twice: once for the extremes, once for histograms over them."""
     if method not in METHODS:
         raise ResdslError(f"unknown calibration method {method!r}", hint=f"use one of {', '.join(METHODS)}")
     points = {graph.node(n).name for n in quantization_points(graph, "requant")}
     points |= {graph.node(n).name for n in quantization_points(graph, "float")}
-    ranges = {name: _Range() for name in points}
+    ranges = {name: _Range(method) for name in points}
+    passes = [_Range.add, _Range.add_hist] if method == "entropy" else [_Range.add]
+    for record in passes:
 
-    def observe(node, value) -> None:
-        if node.name in ranges:
-            ranges[node.name].add(np.asarray(value))
+        def observe(node, value, record=record) -> None:
+            if node.name in ranges:
+                record(ranges[node.name], np.asarray(value))
 
-    for feed in feeds:
-        for nid in graph.inputs:
-            ranges[graph.node(nid).name].add(feed[graph.node(nid).attrs["name"]])
-        interpret(graph, feed, observe)
-    out = {name: uint8_qparams(*r.bounds(method)) for name, r in ranges.items()}
+        for feed in feeds:
+            for nid in graph.inputs:
+                record(ranges[graph.node(nid).name], feed[graph.node(nid).attrs["name"]])
+            interpret(graph, feed, observe)
+    out = {name: uint8_qparams(*r.bounds()) for name, r in ranges.items()}
     for nid in quantization_points(graph, "requant"):  # value-moving ops keep their input's grid
         out[graph.node(nid).name] = out[graph.node(grid_source(graph, nid)).name]
     return out
