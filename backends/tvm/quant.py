@@ -1,9 +1,11 @@
 """Relax lowerings of ``quantize`` and ``dequantize``: Relax's own QDQ ops, whose legalisation
 rounds half to even and saturates as ONNX (and the interpreter) do.
 
-Why Relax's ops and not a hand-written round/clip: Relax keeps ``dequantize`` of a constant
-int8 weight foldable, so a QDQ graph builds with the float32 kernels (fake-quant, exact to the
-interpreter); int8 kernels are a schedule on top of the same module.
+Why Relax's ops and not a hand-written round/clip: they are the same arithmetic, one op each.
+A dequantized parameter (an int8 weight, an int32 bias) becomes a float32 constant at lowering,
+computed by the op's reference (the same float32 ``(q - zero_point) * scale``), so the float32
+kernels see constant weights and pack them at compile time as they do for a float model: this
+is fake-quant (exact to the interpreter), not int8 kernels.
 """
 
 from __future__ import annotations
@@ -40,6 +42,12 @@ def quantize(cx: Lowerer, node: Node, args: list):
 
 
 def dequantize(cx: Lowerer, node: Node, args: list):
-    zp_dtype = cx.graph.node(cx.graph.args(node.id)[0]).dtype
+    source = cx.graph.node(cx.graph.args(node.id)[0])
+    if source.op == "param":  # a quantized weight or bias: dequantized here, once, by the reference
+        from resdsl.ops.quant import dequantize_ref
+
+        value = dequantize_ref(cx.graph.parameters[source.attrs["name"]], **node.attrs)
+        return cx.relax.const(value, "float32")
+    zp_dtype = source.dtype
     scale, zp = _qparams(cx, node, zp_dtype)
     return cx.op.dequantize(args[0], scale, zp, axis=_axis(node), out_dtype="float32")
