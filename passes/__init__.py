@@ -11,6 +11,7 @@ from . import (  # noqa: F401  (importing a pass module registers it)
     eliminate_identity,
     fold_batchnorm,
     fuse_add,
+    quantize,
     scale_residuals,
     shortcuts,
 )

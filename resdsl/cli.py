@@ -32,6 +32,7 @@ COMMANDS = (
     "export",
     "serve",
     "import",
+    "quantize",
 )
 
 

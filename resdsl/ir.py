@@ -22,6 +22,9 @@ from .shapes import Shape, fmt
 
 # Parameter kinds: trained weights, running statistics, and compiler constants.
 WEIGHT, BUFFER, CONST = "weight", "buffer", "const"
+# The integer dtypes a parameter may have: quantized weights (int8, uint8) and biases (int32).
+# An array given in one of them keeps it; any other (int64, float64, lists) becomes float32.
+INTEGER_PARAM_DTYPES = ("int8", "uint8", "int32")
 
 
 @dataclass(frozen=True)
@@ -119,10 +122,11 @@ class Graph:
     ) -> int:
         if name in self.parameters:
             raise ResdslError(f"parameter {name!r} is defined twice", loc, "give the layer a distinct name=")
-        value = np.array(value, dtype=np.float32, order="C")  # keeps 0-d scalars 0-d
+        value = _param_array(value)
         self.parameters[name] = value
         self.param_kind[name] = kind
-        return self.add_node("param", (), {"name": name, "shape": value.shape}, name=name, loc=loc, role=role)
+        attrs = {"name": name, "shape": value.shape, "dtype": str(value.dtype)}
+        return self.add_node("param", (), attrs, name=name, loc=loc, role=role)
 
     def add_input(self, name: str, shape: Shape, loc: SourceLoc | None = None, dtype: str = "float32") -> int:
         nid = self.add_node("input", (), {"name": name, "shape": tuple(shape), "dtype": dtype}, name=name, loc=loc)
@@ -236,7 +240,9 @@ class Graph:
         """Give parameter ``name`` a new array (same shape); arrays are shared by copies, so never written into."""
         if name not in self.parameters:
             raise KeyError(f"no parameter {name!r}")
-        value = np.array(value, dtype=np.float32, order="C")
+        value = _param_array(value)
+        if value.dtype != self.parameters[name].dtype:
+            raise ValueError(f"parameter {name!r}: new dtype {value.dtype} != {self.parameters[name].dtype}")
         if value.shape != self.parameters[name].shape:
             raise ValueError(f"parameter {name!r}: new shape {value.shape} != {self.parameters[name].shape}")
         self.parameters[name] = value
@@ -323,6 +329,8 @@ class Graph:
                     raise ResdslError(f"{node.name}: parameter {pname!r} has no value", node.loc)
                 if tuple(self.parameters[pname].shape) != tuple(node.shape):
                     raise ResdslError(f"{node.name}: value shape {self.parameters[pname].shape} != {fmt(node.shape)}")
+                if str(self.parameters[pname].dtype) != node.dtype:
+                    raise ResdslError(f"{node.name}: value dtype {self.parameters[pname].dtype} != {node.dtype}")
                 continue
             if node.op == "input":
                 if nid not in self.inputs:
@@ -338,6 +346,7 @@ class Graph:
                     node.loc,
                     origins=node.origins,
                 )
+            self._verify_dtype(node, args, opdef)
         for nid in self.inputs:
             if nid not in self._g:
                 raise ResdslError(f"graph input {nid} was removed")
@@ -346,6 +355,23 @@ class Graph:
         for name, nid in self.outputs:
             if nid not in self._g:
                 raise ResdslError(f"output {name!r} refers to a removed node")
+
+    def _verify_dtype(self, node: Node, args: list[int], opdef: registry.OpDef) -> None:
+        """The dtype rule must give the recorded dtype, and only ``dequantize`` reads quantized integers."""
+        dtypes = [self.node(a).dtype for a in args]
+        integer = [self.node(a).name for a in args if self.node(a).dtype in INTEGER_PARAM_DTYPES]
+        if integer and node.op != "dequantize":
+            raise ResdslError(
+                f"{node.name}: {node.op} reads the quantized integer value {integer[0]}; only dequantize reads them",
+                node.loc,
+                origins=node.origins,
+            )
+        try:
+            want = opdef.dtype(dtypes, node.attrs)
+        except registry.ShapeError as e:
+            raise ResdslError(f"{node.name}: {e}", node.loc, origins=node.origins) from None
+        if want != node.dtype:
+            raise ResdslError(f"{node.name}: recorded dtype {node.dtype} but {node.op} gives {want}", node.loc)
 
     # ------------------------------------------------------------ state
 
@@ -423,6 +449,14 @@ class Graph:
                 lines.append(f"  n{src} -> n{dst};")
         lines.append("}")
         return "\n".join(lines) + "\n"
+
+
+def _param_array(value: Any) -> np.ndarray:
+    """A C-contiguous float32 array (0-d scalars stay 0-d), or int8/uint8/int32 when given so."""
+    dtype = np.asarray(value).dtype
+    if str(dtype) in INTEGER_PARAM_DTYPES:
+        return np.array(value, dtype=dtype, order="C")
+    return np.array(value, dtype=np.float32, order="C")
 
 
 def _residual_hint(node: Node) -> str | None:

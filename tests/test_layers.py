@@ -18,7 +18,15 @@ ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
 PACKAGES = {"resdsl": "resdsl", "passes": "resdsl.passes", "backends": "resdsl.backends"}
 
 FRONT_END = ("resdsl.nn", "resdsl.blocks", "resdsl.model", "resdsl.loader", "resdsl.onnx_import")
-TOP = ("resdsl", "resdsl.driver", "resdsl.cli", "resdsl.commands", "resdsl.serving", "resdsl.torch_export")
+TOP = (
+    "resdsl",
+    "resdsl.driver",
+    "resdsl.cli",
+    "resdsl.commands",
+    "resdsl.serving",
+    "resdsl.torch_export",
+    "resdsl.quant",
+)
 
 
 def _under(module: str, prefixes: tuple[str, ...]) -> bool:

@@ -273,6 +273,31 @@ def _pow(e: _Emitter, n: Node, ins: list[str]) -> str:
     return e.node("Pow", [ins[0], _f32(e, f"{n.name}/exponent", n.attrs["exponent"])], n.name, n.name)
 
 
+def _qparams(e: _Emitter, n: Node, dtype: str) -> tuple[str, str, dict]:
+    """Scale and zero point initializers of a quantize/dequantize node, and its axis attribute."""
+    scale, zp = np.asarray(n.attrs["scale"], np.float32), np.asarray(n.attrs["zero_point"], dtype)
+    axis = {}
+    if scale.ndim or zp.ndim:  # per channel: ONNX wants both as vectors of the channel count
+        size = max(scale.size, zp.size)
+        scale, zp = np.broadcast_to(scale, (size,)).copy(), np.broadcast_to(zp, (size,)).copy()
+        axis = {"axis": int(n.attrs["axis"])}
+    e.const(f"{n.name}/scale", scale)
+    e.const(f"{n.name}/zero_point", zp)
+    return f"{n.name}/scale", f"{n.name}/zero_point", axis
+
+
+def _quantize(e: _Emitter, n: Node, ins: list[str]) -> str:
+    if n.dtype not in ("int8", "uint8"):
+        raise ResdslError(f"{n.name}: ONNX opset {OPSET} quantizes to int8 or uint8, not {n.dtype}", n.loc)
+    scale, zp, axis = _qparams(e, n, n.dtype)
+    return e.node("QuantizeLinear", [ins[0], scale, zp], n.name, n.name, **axis)
+
+
+def _dequantize(e: _Emitter, n: Node, ins: list[str]) -> str:
+    scale, zp, axis = _qparams(e, n, e.graph.node(e.graph.args(n.id)[0]).dtype)
+    return e.node("DequantizeLinear", [ins[0], scale, zp], n.name, n.name, **axis)
+
+
 LOWERING: dict[str, Callable[[_Emitter, Node, list[str]], str]] = {
     "conv2d": lambda e, n, ins: e.node(
         "Conv", ins, n.name, n.name, **_conv_attrs(n, e.graph.node(e.graph.args(n.id)[1]).shape)
@@ -318,22 +343,21 @@ LOWERING: dict[str, Callable[[_Emitter, Node, list[str]], str]] = {
     "slice": _slice,
     "div": _simple("Div"),
     "pow": _pow,
+    "quantize": _quantize,
+    "dequantize": _dequantize,
 }
 
 registry.register_backend("onnx", LOWERING)
 registry.register_backend("onnx-ort", LOWERING)  # the same table; fused_conv differs inside
 
 
-_ELEM_TYPES = {"float32": "FLOAT", "float64": "DOUBLE", "int64": "INT64", "int32": "INT32"}
-
-
 def _value_info(helper, name: str, shape, dtype: str = "float32") -> object:
-    import onnx
-
-    if dtype not in _ELEM_TYPES:
-        raise ResdslError(f"{name}: the ONNX backend has no tensor type for dtype {dtype!r}")
     dims = [d if isinstance(d, int) else str(d) for d in shape]
-    return helper.make_tensor_value_info(name, getattr(onnx.TensorProto, _ELEM_TYPES[dtype]), dims)
+    try:
+        elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    except (TypeError, KeyError, ValueError):
+        raise ResdslError(f"{name}: the ONNX backend has no tensor type for dtype {dtype!r}") from None
+    return helper.make_tensor_value_info(name, elem, dims)
 
 
 def to_onnx(graph: Graph, flavour: str = "onnx", provenance: dict | None = None):

@@ -16,7 +16,8 @@ import numpy as np
 from resdsl.errors import ResdslError
 from resdsl.feeds import TensorSpec, check_feeds
 
-_DTYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64"}
+_DTYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64", "tensor(int8)": "int8"}
+_DTYPES.update({"tensor(uint8)": "uint8", "tensor(int32)": "int32"})
 
 
 def cuda_driver_present() -> bool:

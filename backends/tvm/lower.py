@@ -28,6 +28,7 @@ from resdsl.errors import ResdslError
 from resdsl.ir import Graph, Node
 from resdsl.shapes import BATCH, pair
 
+from . import quant
 from .errors import tvm_error_line
 
 # A lowering gets the context, the node and the Relax values of its inputs, and
@@ -68,9 +69,11 @@ class Lowerer:
         return self.bb.emit(expr, name_hint=_ident(node.name))
 
     def const(self, value):
+        """A constant: float32, or the integer dtype of a quantized parameter (int8, uint8, int32)."""
         import numpy as np
 
-        return self.relax.const(np.ascontiguousarray(value, dtype=np.float32), "float32")
+        dtype = str(value.dtype) if str(getattr(value, "dtype", "")) in ("int8", "uint8", "int32") else "float32"
+        return self.relax.const(np.ascontiguousarray(value, dtype=dtype), dtype)
 
     def channel(self, v, rank: int, node: Node):
         """Reshape a per-channel vector (C,) to broadcast over axis 1 of a rank-``rank`` tensor."""
@@ -456,4 +459,5 @@ def lower(graph: Graph, batch: int | None = None):
     return cx.bb.get()
 
 
+LOWERINGS["quantize"], LOWERINGS["dequantize"] = quant.quantize, quant.dequantize
 registry.register_backend("tvm", LOWERINGS)

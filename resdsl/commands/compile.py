@@ -37,6 +37,9 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--no-tophub", dest="tophub", action="store_false", help="do not apply the tile book shipped for this CPU"
     )
+    p.add_argument(
+        "--quantize", metavar="QPARAMS.json", help="build the static int8 artifact (onnx, llvm) from resdsl quantize"
+    )
     p.add_argument("--force", action="store_true", help="compile even when the model looks too big for the memory")
     p.add_argument("--verbose", action="store_true", help="print the pass table")
     p.add_argument("--dump-after", metavar="PASS|all", help="dump the graph after a pass (text and DOT)")
@@ -66,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
     graph, pipeline = build_graph(req)
     for text in pipeline.explained:
         sys.stderr.write(text + "\n")
+    if args.quantize:
+        graph = quantized(graph, args.quantize, options.target)
     guard(graph, args.batch or 1, args.force)
     if args.verbose:
         print(pipeline.table())
@@ -75,3 +80,16 @@ def run(args: argparse.Namespace) -> int:
     sizes = ", ".join(f"{f} ({os.path.getsize(f) / 1e6:.1f} MB)" for f in files)
     print(f"wrote {sizes} for target {options.target} in {elapsed:.1f} s")
     return 0
+
+
+QUANT_TARGETS = ("onnx", "llvm")
+
+
+def quantized(graph, path: str, target: str):
+    """The int8 graph: refused up front for a target that cannot build it, or another model's qparams."""
+    from resdsl import quant
+    from resdsl.errors import ResdslError
+
+    if target not in QUANT_TARGETS:
+        raise ResdslError(f"--quantize builds for {', '.join(QUANT_TARGETS)}, not {target}", hint="use --target onnx")
+    return quant.apply_qparams(graph, quant.read_qparams(path), repr(path))

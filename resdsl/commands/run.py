@@ -136,16 +136,25 @@ def _reference_graph(args, prov: dict):
         with open(path, "rb") as f:
             if hashlib.sha256(f.read()).hexdigest() != prov.get("model_sha256"):
                 return None
+    quantized = prov.get("quantized") if args.check else None
+    pipeline = quantized["pipeline"] if quantized else {}
     request = CompileRequest(
         path=path,
         model=args.model or prov.get("model"),
         arguments=model_arguments(args) if args.arg else dict(prov.get("arguments", {})),
-        level=0,  # the meaning of the model: the artifact's optimisations must not change it
+        # the meaning of the model: the artifact's optimisations must not change it (an int8
+        # artifact means its QDQ graph, whose ranges name the nodes of the pipeline calibrated)
+        level=pipeline.get("level", 0),
+        passes=pipeline.get("passes"),
         shortcut=prov.get("shortcut"),
         residual_scale=prov.get("residual_scale"),
         weights=(args.weights or prov.get("weights")) if args.check else None,
     )
     graph, _ = build_graph(request)
+    if quantized:
+        from resdsl.quant import apply_qparams
+
+        graph = apply_qparams(graph, quantized, "the artifact's qparams")
     return graph
 
 
@@ -176,6 +185,8 @@ def _check(graph, feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) 
     from resdsl.interpreter import interpret
     from resdsl.numerics import TOLERANCE, compare, describe_nonfinite
 
+    if "quantized" in graph.meta.get("provenance", {}):
+        return _check_quantized(graph, feeds, outputs)
     want = interpret(graph, feeds)
     missing = sorted(set(want) - set(outputs))
     if missing:
@@ -200,4 +211,26 @@ def _check(graph, feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) 
         print(f"FAILED: {what} from the reference interpreter ({figure})")
         return 1
     print(f"OK: max relative error {worst:.2e} <= {TOLERANCE:.0e}")
+    return 0
+
+
+def _check_quantized(graph, feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> int:
+    """An int8 artifact against the int8 (QDQ) interpreter: within one quantization step of each
+    output (the scale of its final dequantize), as runtimes may requantize with other roundings."""
+    from resdsl.interpreter import interpret
+
+    want = interpret(graph, feeds)
+    failed = []
+    for name, nid in graph.outputs:
+        node = graph.node(nid)
+        step = float(np.max(node.attrs["scale"])) if node.op == "dequantize" else 0.0
+        err = float(np.max(np.abs(np.asarray(outputs[name], np.float64) - want[name]))) if want[name].size else 0.0
+        steps = err / step if step else float("inf") * err
+        print(f"check {name}: max abs error {err:.3e} = {steps:.2f} quantization steps vs the int8 interpreter")
+        if not steps <= 1.0 + 1e-3:  # two values on the grid differ by whole steps, up to float rounding
+            failed.append(name)
+    if failed:
+        print(f"FAILED: {', '.join(failed)} differ from the int8 interpreter by more than one quantization step")
+        return 1
+    print("OK: within one quantization step of the int8 reference interpreter")
     return 0
