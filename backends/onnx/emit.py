@@ -20,6 +20,7 @@ from resdsl import registry
 from resdsl.atomic import atomic_path
 from resdsl.errors import ResdslError
 from resdsl.ir import Graph, Node
+from resdsl.ops.cast import numpy_dtype
 from resdsl.shapes import pair
 
 OPSET = 20  # Gelu needs 20
@@ -71,7 +72,7 @@ def _activation(e: _Emitter, x: str, activation: str, out: str, name: str) -> st
 def _fused_conv(e: _Emitter, n: Node, ins: list[str]) -> str:
     attrs = _conv_attrs(n, e.graph.node(e.graph.args(n.id)[1]).shape)
     act = n.attrs["activation"]
-    if e.flavour == "onnx-ort" and act != "none":
+    if e.flavour == "onnx-ort" and act != "none" and fused_conv_runs(n.dtype):
         e.uses_ort = True
         kind = {"relu": "Relu", "sigmoid": "Sigmoid"}[act]
         return e.node("FusedConv", ins, n.name, n.name, domain=ORT_DOMAIN, activation=kind, **attrs)
@@ -79,6 +80,23 @@ def _fused_conv(e: _Emitter, n: Node, ins: list[str]) -> str:
     if len(ins) > 3:
         y = e.node("Add", [y, ins[3]], f"{n.name}/add", f"{n.name}/add")
     return _activation(e, y, act, n.name, f"{n.name}/{act}")
+
+
+def fused_conv_runs(dtype: str) -> bool:
+    """ONNX Runtime's ``com.microsoft.FusedConv`` has a float32 CPU kernel only (onnxruntime#12045):
+    for float16/bfloat16 the flavour emits plain Conv + Add + activation, which ORT fuses where it can."""
+    return dtype == "float32"
+
+
+def elem_type(dtype: str) -> int:
+    """The ONNX TensorProto element type of a resdsl dtype."""
+    import onnx
+
+    return onnx.helper.np_dtype_to_tensor_dtype(numpy_dtype(dtype))
+
+
+def _cast(e: _Emitter, n: Node, ins: list[str]) -> str:
+    return e.node("Cast", ins, n.name, n.name, to=elem_type(n.attrs["dtype"]))
 
 
 def _linear(e: _Emitter, n: Node, ins: list[str]) -> str:
@@ -164,17 +182,16 @@ LOWERING: dict[str, Callable[[_Emitter, Node, list[str]], str]] = {
     "reshape": _reshape,
     "transpose": lambda e, n, ins: e.node("Transpose", ins, n.name, n.name, perm=list(n.attrs["perm"])),
     "pad": _pad,
+    "cast": _cast,
 }
 
 registry.register_backend("onnx", LOWERING)
 registry.register_backend("onnx-ort", LOWERING)  # the same table; fused_conv differs inside
 
 
-def _value_info(helper, name: str, shape) -> object:
-    import onnx
-
+def _value_info(helper, name: str, shape, dtype: str = "float32") -> object:
     dims = [d if isinstance(d, int) else str(d) for d in shape]
-    return helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, dims)
+    return helper.make_tensor_value_info(name, elem_type(dtype), dims)
 
 
 def to_onnx(graph: Graph, flavour: str = "onnx", provenance: dict | None = None):
@@ -189,7 +206,7 @@ def to_onnx(graph: Graph, flavour: str = "onnx", provenance: dict | None = None)
         n = graph.node(nid)
         if n.op == "input":
             e.names[nid] = n.attrs["name"]
-            inputs.append(_value_info(helper, n.attrs["name"], n.shape))
+            inputs.append(_value_info(helper, n.attrs["name"], n.shape, n.dtype))
             continue
         if n.op == "param":
             pname = n.attrs["name"]
@@ -205,7 +222,7 @@ def to_onnx(graph: Graph, flavour: str = "onnx", provenance: dict | None = None)
     for out_name, nid in graph.outputs:
         if e.names[nid] != out_name:
             e.node("Identity", [e.names[nid]], out_name, f"output/{out_name}")
-        outputs.append(_value_info(helper, out_name, graph.node(nid).shape))
+        outputs.append(_value_info(helper, out_name, graph.node(nid).shape, graph.node(nid).dtype))
     body = helper.make_graph(e.nodes, graph.name, inputs, outputs, e.initializers)
     opsets = [helper.make_opsetid("", OPSET)]
     if e.uses_ort:
@@ -214,11 +231,17 @@ def to_onnx(graph: Graph, flavour: str = "onnx", provenance: dict | None = None)
     from resdsl.version import __version__
 
     model.producer_version = __version__
-    meta = {"resdsl.flavour": flavour}
+    meta = {"resdsl.flavour": flavour, **_dtype_meta(graph)}
     if provenance:
         meta["resdsl.provenance"] = json.dumps(provenance, sort_keys=True, default=str)
     helper.set_model_props(model, meta)
     return model
+
+
+def _dtype_meta(graph: Graph) -> dict[str, str]:
+    """``resdsl.dtype`` (and the float32 policy) for a converted graph: what ``run --check`` compares in."""
+    info = graph.meta.get("dtype")
+    return {"resdsl.dtype": info["dtype"], "resdsl.keep_float32": info["keep_float32"]} if info else {}
 
 
 def check(model) -> None:

@@ -16,7 +16,13 @@ import numpy as np
 from resdsl.errors import ResdslError
 from resdsl.feeds import TensorSpec, check_feeds
 
-_DTYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64"}
+_DTYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(bfloat16)": "bfloat16",
+    "tensor(double)": "float64",
+    "tensor(int64)": "int64",
+}
 
 
 def cuda_driver_present() -> bool:

@@ -9,7 +9,7 @@ is one ``@register`` entry here plus one lowering in each backend's table.
 
 from __future__ import annotations
 
-from . import activation, conv, dense, elementwise, layout, norm, pool, reduce, resample, sources  # noqa: F401  (registers)
+from . import activation, cast, conv, dense, elementwise, layout, norm, pool, reduce, resample, sources  # noqa: F401  (registers)
 from .common import ACTIVATIONS
 from .conv import activate, conv2d_ref
 

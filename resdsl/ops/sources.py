@@ -21,7 +21,13 @@ class Input:
     reference = None
 
 
-@register("param", "A named parameter held by the graph.", inputs=(), attrs={"name": REQUIRED, "shape": REQUIRED})
+@register(
+    "param",
+    "A named parameter held by the graph (its dtype is its array's: float32 until convert_dtype casts it).",
+    inputs=(),
+    attrs={"name": REQUIRED, "shape": REQUIRED, "dtype": "float32"},
+    dtype=_declared_dtype,
+)
 class Param:
     infer = staticmethod(lambda shapes, a: tuple(a["shape"]))
     reference = None
