@@ -114,6 +114,11 @@ def compile_graph(
         ) from e
 
 
+def compute_dtype(graph: Graph) -> str:
+    """The float dtype the graph computes in (``convert_dtype``): what ``run --check`` compares in."""
+    return graph.meta.get("dtype", {}).get("dtype", "float32")
+
+
 def sidecar(
     graph: Graph, options: TvmOptions, tdict: dict[str, Any], digest: str, library: str, books: list
 ) -> dict[str, Any]:
@@ -143,6 +148,7 @@ def sidecar(
         "tile_books": [{"path": path, "kernels": len(book.records)} for path, book in books],
         "inputs": [spec(graph.node(nid).attrs["name"], nid) for nid in graph.inputs],
         "outputs": [spec(name, nid) for name, nid in graph.outputs],
+        "dtype": compute_dtype(graph),
         "resdsl_version": __version__,
         "provenance": dict(options.provenance),
     }
