@@ -14,12 +14,12 @@ import os
 import numpy as np
 import pytest
 from helpers import assert_close, example, interpret_random, randomize, single_op
-from resdsl.driver import CompileRequest, build_graph
-from resdsl.ops.cast import TOLERANCES
 from resdsl.passes.convert_dtype import convert
 
 import resdsl
 from resdsl import cli
+from resdsl.driver import CompileRequest, build_graph
+from resdsl.ops.cast import TOLERANCES
 
 SMALL = {
     "resnet18": ("resnet.py", "resnet18", {"image_size": 32}),
