@@ -242,10 +242,11 @@ class Graph:
         value = np.array(value, dtype=numpy_dtype(dtype), order="C")
         if value.shape != self.parameters[name].shape:
             raise ValueError(f"parameter {name!r}: new shape {value.shape} != {self.parameters[name].shape}")
+        was = str(self.parameters[name].dtype)
         self.parameters[name] = value
         if kind is not None:
             self.param_kind[name] = kind
-        if dtype != "float32" or str(self.parameters[name].dtype) != "float32":
+        if dtype != was:  # the nodes naming it take its dtype (a scan only when it changes)
             for n in self._g.nodes:
                 node = self.node(n)
                 if node.op == "param" and node.attrs["name"] == name:
