@@ -197,3 +197,16 @@ def test_cuda_builds_and_its_schedule_equals_interpreter(dtype, tmp_path):
         got, scheduled = serial_llvm_run(graph, 2, feeds)
         assert scheduled == 1, case[0]
         assert_close(got, want, TOLERANCES[dtype])
+
+
+def test_verbose_prints_the_policy(tmp_path, capsys):
+    out = str(tmp_path / "m.onnx")
+    assert cli.main(["compile", *_args("mlp"), "--dtype", "float16", "-o", out, "--verbose"]) == 0
+    text = capsys.readouterr().out
+    assert "dtype float16: ops compute in float16, products accumulate in float32" in text
+    assert "layer_norm: mean and variance statistics" in text and "convert_dtype" in text
+    assert (
+        cli.main(["compile", *_args("mlp"), "--dtype", "float16", "--keep-float32", "none", "-o", out, "--verbose"])
+        == 0
+    )
+    assert "every op computes in float16 (--keep-float32 none)" in capsys.readouterr().out
