@@ -50,6 +50,25 @@ def resolve_target(name: str) -> Target:
     return TARGETS[key]
 
 
+# dtype + target pairs no artifact is written for, and why (measured with onnxruntime 1.31's CPU
+# provider: it has no bfloat16 kernel for Conv, Gemm, MatMul, Add, Relu, MaxPool, Softmax and
+# the rest, and its Python binding cannot feed a bfloat16 array).
+_NO_DTYPE = {
+    ("onnx", "bfloat16"): "ONNX Runtime's CPU provider has no bfloat16 kernels (Conv, MatMul, Add, Relu, ...)",
+    ("onnx-ort", "bfloat16"): "ONNX Runtime's CPU provider has no bfloat16 kernels (Conv, MatMul, Add, Relu, ...)",
+}
+
+
+def check_dtype(dtype: str, target: str) -> None:
+    """Refuse, before anything is built, a ``--dtype`` the target's runtime cannot run."""
+    name = resolve_target(target).name
+    why = _NO_DTYPE.get((name, dtype))
+    if why:
+        raise ResdslError(
+            f"--dtype {dtype} cannot target {name}: {why}", hint="use --target llvm or cuda, or --dtype float16"
+        )
+
+
 def emit(graph: Graph, out_path: str, options: EmitOptions) -> list[str]:
     """Write the artifact for ``options.target`` (options are read, never changed); returns the files written."""
     target = resolve_target(options.target)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from resdsl.ir import Graph
 
 from . import (  # noqa: F401  (importing a pass module registers it)
+    convert_dtype,
     cse,
     dce,
     eliminate_identity,

@@ -33,6 +33,8 @@ class CompileRequest:
     dump_after: str | None = None
     dump_dir: str | None = None
     explain: str | None = None  # a pass or rule whose refusals the pipeline result explains
+    dtype: str = "float32"  # float16/bfloat16: convert_dtype runs last, after batch-norm folding
+    keep_float32: str = "default"  # convert_dtype's float32 islands: default (the policy) or none
 
 
 def canonicalize(graph: Graph, shortcut: str | None = None) -> Graph:
@@ -97,6 +99,24 @@ def provenance(path: str, model: str, arguments: dict[str, Any]) -> dict[str, An
     }
 
 
+def _dtype_passes(req: CompileRequest, passes: list) -> list:
+    """For a reduced dtype: batch-norm folding (unless the pipeline folds already), then convert_dtype.
+
+    Why last: every rewrite before it (folding above all) computes in float32."""
+    from resdsl.ops.cast import REDUCED
+    from resdsl.passes import resolve
+
+    if req.dtype == "float32":
+        return []
+    if req.dtype not in REDUCED:
+        raise ResdslError(f"unknown dtype {req.dtype!r}", hint="use float32, float16 or bfloat16")
+    if req.keep_float32 not in ("default", "none"):
+        raise ResdslError(f"--keep-float32 {req.keep_float32!r}: use default or none")
+    names = [p.name for p in passes]
+    fold = [] if "fold_batchnorm" in names else ["fold_batchnorm"]
+    return resolve([*fold, f"convert_dtype{{dtype={req.dtype} keep={req.keep_float32}}}"])
+
+
 def build_graph(req: CompileRequest) -> tuple[Graph, Any]:
     """Build the model and run the requested passes; returns the graph and the pipeline result."""
     from resdsl.passes import LEVELS, PassOptions, pipeline, resolve, run_passes
@@ -109,6 +129,7 @@ def build_graph(req: CompileRequest) -> tuple[Graph, Any]:
     passes = resolve(req.passes if req.passes is not None else pipeline(req.level, options), options)
     if "shortcuts" not in [p.name for p in passes]:
         passes = [*resolve(["shortcuts"], options), *passes]
+    passes = [*passes, *_dtype_passes(req, passes)]
     chosen = {p.name: p for p in passes}  # the options the pipeline runs with, flags or text
     shortcut = chosen["shortcuts"].mode
     if req.weights:
@@ -126,5 +147,7 @@ def build_graph(req: CompileRequest) -> tuple[Graph, Any]:
     prov["residual_scale"] = chosen["scale_residuals"].scale if "scale_residuals" in chosen else None
     if req.weights:
         prov["weights"] = os.path.abspath(req.weights)
+    if req.dtype != "float32":  # so that `run --check` rebuilds the reference in the same dtype
+        prov["dtype"], prov["keep_float32"] = req.dtype, req.keep_float32
     result.graph.meta["provenance"] = prov
     return result.graph, result

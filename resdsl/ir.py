@@ -18,6 +18,7 @@ import numpy as np
 
 from . import registry
 from .errors import ResdslError, SourceLoc
+from .ops.cast import is_float, numpy_dtype
 from .shapes import Shape, fmt
 
 # Parameter kinds: trained weights, running statistics, and compiler constants.
@@ -236,18 +237,26 @@ class Graph:
                     locs.append(loc)
         node.origins = tuple(locs)
 
-    def set_param(self, name: str, value: np.ndarray, kind: str | None = None) -> None:
-        """Give parameter ``name`` a new array (same shape); arrays are shared by copies, so never written into."""
+    def set_param(self, name: str, value: np.ndarray, kind: str | None = None, dtype: str | None = None) -> None:
+        """Give parameter ``name`` a new array (same shape); arrays are shared by copies, so never written into.
+
+        The array keeps the parameter's dtype unless ``dtype`` (float16, bfloat16: ``convert_dtype``)
+        is given, which becomes the dtype of the array and of its nodes."""
         if name not in self.parameters:
             raise KeyError(f"no parameter {name!r}")
-        value = _param_array(value)
-        if value.dtype != self.parameters[name].dtype:
-            raise ValueError(f"parameter {name!r}: new dtype {value.dtype} != {self.parameters[name].dtype}")
+        was = str(self.parameters[name].dtype)
+        dtype = was if dtype is None else dtype
+        value = np.array(value, dtype=numpy_dtype(dtype), order="C")
         if value.shape != self.parameters[name].shape:
             raise ValueError(f"parameter {name!r}: new shape {value.shape} != {self.parameters[name].shape}")
         self.parameters[name] = value
         if kind is not None:
             self.param_kind[name] = kind
+        if dtype != was:  # the nodes naming it take its dtype (a scan only when it changes)
+            for n in self._g.nodes:
+                node = self.node(n)
+                if node.op == "param" and node.attrs["name"] == name:
+                    node.attrs["dtype"] = node.dtype = dtype
 
     def remove(self, nid: int) -> None:
         """Remove a node that nothing uses; a parameter node also drops its array."""
@@ -275,11 +284,12 @@ class Graph:
             self.param_kind.pop(name, None)
 
     def reinfer(self, nid: int) -> None:
-        """Recompute one node's shape after its inputs changed."""
+        """Recompute one node's shape and dtype after its inputs changed."""
         node = self.node(nid)
         opdef = registry.get(node.op)
         try:
             node.shape = tuple(opdef.infer([self.node(i).shape for i in self.args(nid)], node.attrs))
+            node.dtype = opdef.dtype([self.node(i).dtype for i in self.args(nid)], node.attrs)
         except registry.ShapeError as e:
             raise ResdslError(str(e), node.loc, origins=node.origins) from None
 
@@ -357,7 +367,8 @@ class Graph:
                 raise ResdslError(f"output {name!r} refers to a removed node")
 
     def _verify_dtype(self, node: Node, args: list[int], opdef: registry.OpDef) -> None:
-        """The dtype rule must give the recorded dtype, and only ``dequantize`` reads quantized integers."""
+        """The dtype rule must give the recorded dtype; an op's float inputs share one dtype (only ``cast``
+        changes it), and only ``dequantize`` reads quantized integers."""
         dtypes = [self.node(a).dtype for a in args]
         integer = [self.node(a).name for a in args if self.node(a).dtype in INTEGER_PARAM_DTYPES]
         if integer and node.op != "dequantize":
@@ -366,6 +377,10 @@ class Graph:
                 node.loc,
                 origins=node.origins,
             )
+        floats = sorted({d for d in dtypes if is_float(d)})
+        if node.op != "cast" and len(floats) > 1:
+            what = ", ".join(f"{self.node(a).name}: {d}" for a, d in zip(args, dtypes))
+            raise ResdslError(f"{node.name}: {node.op} mixes float dtypes ({what})", node.loc, origins=node.origins)
         try:
             want = opdef.dtype(dtypes, node.attrs)
         except registry.ShapeError as e:
@@ -424,7 +439,7 @@ class Graph:
         lines = [f"graph {self.name}("]
         for nid in self.inputs:
             n = self.node(nid)
-            lines.append(f"  %{n.name}: f32{fmt(n.shape)}")
+            lines.append(f"  %{n.name}: {_short(n.dtype)}{fmt(n.shape)}")
         lines.append(f") params={len(self.parameters)} ({self.num_parameters():,} trainable) {{")
         for n in self.nodes():
             if n.op in ("input", "param"):
@@ -432,7 +447,7 @@ class Graph:
             args = ", ".join("%" + self.node(a).name for a in self.args(n.id))
             attrs = ", ".join(f"{k}={v}" for k, v in n.attrs.items() if v not in (None,))
             attrs = f" {{{attrs}}}" if attrs else ""
-            lines.append(f"  %{n.name} = {n.op}({args}){attrs} : f32{fmt(n.shape)}")
+            lines.append(f"  %{n.name} = {n.op}({args}){attrs} : {_short(n.dtype)}{fmt(n.shape)}")
         outs = ", ".join(f"{name}=%{self.node(nid).name}" for name, nid in self.outputs)
         lines.append(f"  return {outs}")
         lines.append("}")
@@ -457,6 +472,11 @@ def _param_array(value: Any) -> np.ndarray:
     if str(dtype) in INTEGER_PARAM_DTYPES:
         return np.array(value, dtype=dtype, order="C")
     return np.array(value, dtype=np.float32, order="C")
+
+
+def _short(dtype: str) -> str:
+    """The listing's dtype spelling: f32, f16, bf16 (others as they are)."""
+    return {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}.get(dtype, dtype)
 
 
 def _residual_hint(node: Node) -> str | None:

@@ -22,6 +22,7 @@ from resdsl import registry
 from resdsl.atomic import atomic_path
 from resdsl.errors import ResdslError
 from resdsl.ir import Graph, Node
+from resdsl.ops.cast import numpy_dtype
 from resdsl.shapes import pair
 
 OPSET = 20  # Gelu needs 20
@@ -78,13 +79,30 @@ _ORT_ACTIVATIONS = {"relu": "Relu", "sigmoid": "Sigmoid"}
 def _fused_conv(e: _Emitter, n: Node, ins: list[str]) -> str:
     attrs = _conv_attrs(n, e.graph.node(e.graph.args(n.id)[1]).shape)
     act = n.attrs["activation"]
-    if e.flavour == "onnx-ort" and act != "none":
+    if e.flavour == "onnx-ort" and act != "none" and fused_conv_runs(n.dtype):
         e.uses_ort = True
         return e.node("FusedConv", ins, n.name, n.name, domain=ORT_DOMAIN, activation=_ORT_ACTIVATIONS[act], **attrs)
     y = e.node("Conv", ins[:3], f"{n.name}/conv", f"{n.name}/conv", **attrs)
     if len(ins) > 3:
         y = e.node("Add", [y, ins[3]], f"{n.name}/add", f"{n.name}/add")
     return _activation(e, n, y, act, n.name)
+
+
+def fused_conv_runs(dtype: str) -> bool:
+    """ONNX Runtime's ``com.microsoft.FusedConv`` has a float32 CPU kernel only (onnxruntime#12045):
+    for float16/bfloat16 the flavour emits plain Conv + Add + activation, which ORT fuses where it can."""
+    return dtype == "float32"
+
+
+def elem_type(dtype: str) -> int:
+    """The ONNX TensorProto element type of a resdsl dtype."""
+    import onnx
+
+    return onnx.helper.np_dtype_to_tensor_dtype(numpy_dtype(dtype))
+
+
+def _cast(e: _Emitter, n: Node, ins: list[str]) -> str:
+    return e.node("Cast", ins, n.name, n.name, to=elem_type(n.attrs["dtype"]))
 
 
 def _linear(e: _Emitter, n: Node, ins: list[str]) -> str:
@@ -345,6 +363,7 @@ LOWERING: dict[str, Callable[[_Emitter, Node, list[str]], str]] = {
     "pow": _pow,
     "quantize": _quantize,
     "dequantize": _dequantize,
+    "cast": _cast,
 }
 
 registry.register_backend("onnx", LOWERING)
@@ -353,11 +372,7 @@ registry.register_backend("onnx-ort", LOWERING)  # the same table; fused_conv di
 
 def _value_info(helper, name: str, shape, dtype: str = "float32") -> object:
     dims = [d if isinstance(d, int) else str(d) for d in shape]
-    try:
-        elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
-    except (TypeError, KeyError, ValueError):
-        raise ResdslError(f"{name}: the ONNX backend has no tensor type for dtype {dtype!r}") from None
-    return helper.make_tensor_value_info(name, elem, dims)
+    return helper.make_tensor_value_info(name, elem_type(dtype), dims)
 
 
 def to_onnx(graph: Graph, flavour: str = "onnx", provenance: dict | None = None):
@@ -397,7 +412,7 @@ def to_onnx(graph: Graph, flavour: str = "onnx", provenance: dict | None = None)
     from resdsl.version import __version__
 
     model.producer_version = __version__
-    meta = {"resdsl.flavour": flavour}
+    meta = {"resdsl.flavour": flavour, **_dtype_meta(graph)}
     bounds = index_bounds(graph)
     if bounds:
         meta["resdsl.index_bounds"] = json.dumps(bounds, sort_keys=True)
@@ -405,6 +420,12 @@ def to_onnx(graph: Graph, flavour: str = "onnx", provenance: dict | None = None)
         meta["resdsl.provenance"] = json.dumps(provenance, sort_keys=True, default=str)
     helper.set_model_props(model, meta)
     return model
+
+
+def _dtype_meta(graph: Graph) -> dict[str, str]:
+    """``resdsl.dtype`` (and the float32 policy) for a converted graph: what ``run --check`` compares in."""
+    info = graph.meta.get("dtype")
+    return {"resdsl.dtype": info["dtype"], "resdsl.keep_float32": info["keep_float32"]} if info else {}
 
 
 def check(model) -> None:

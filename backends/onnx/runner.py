@@ -16,8 +16,16 @@ import numpy as np
 from resdsl.errors import ResdslError
 from resdsl.feeds import TensorSpec, check_feeds
 
-_DTYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64", "tensor(int8)": "int8"}
-_DTYPES.update({"tensor(uint8)": "uint8", "tensor(int32)": "int32"})
+_DTYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(bfloat16)": "bfloat16",
+    "tensor(double)": "float64",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+}
 
 
 def cuda_driver_present() -> bool:

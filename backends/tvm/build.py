@@ -149,6 +149,11 @@ def interface(graph: Graph, options: TvmOptions) -> dict[str, Any]:
     }
 
 
+def compute_dtype(graph: Graph) -> str:
+    """The float dtype the graph computes in (``convert_dtype``): what ``run --check`` compares in."""
+    return graph.meta.get("dtype", {}).get("dtype", "float32")
+
+
 def sidecar(
     graph: Graph, options: TvmOptions, tdict: dict[str, Any], digest: str, library: str, books: list
 ) -> dict[str, Any]:
@@ -170,6 +175,7 @@ def sidecar(
         "winograd": options.winograd if llvm else None,
         "tile_books": [{"path": path, "kernels": len(book.records)} for path, book in books],
         **interface(graph, options),
+        "dtype": compute_dtype(graph),
         "resdsl_version": __version__,
         "provenance": dict(options.provenance),
     }

@@ -69,11 +69,14 @@ class Lowerer:
         return self.bb.emit(expr, name_hint=_ident(node.name))
 
     def const(self, value):
-        """A constant: float32, or the integer dtype of a quantized parameter (int8, uint8, int32)."""
+        """A constant in its array's dtype: float32, float16/bfloat16 after ``convert_dtype``, or the
+        integer dtype of a quantized parameter (int8, uint8, int32)."""
         import numpy as np
 
-        dtype = str(value.dtype) if str(getattr(value, "dtype", "")) in ("int8", "uint8", "int32") else "float32"
-        return self.relax.const(np.ascontiguousarray(value, dtype=dtype), dtype)
+        value = np.ascontiguousarray(value)
+        if value.dtype == np.float64:
+            value = value.astype(np.float32)
+        return self.relax.const(value, str(value.dtype))
 
     def channel(self, v, rank: int, node: Node):
         """Reshape a per-channel vector (C,) to broadcast over axis 1 of a rank-``rank`` tensor."""
@@ -99,6 +102,7 @@ def _ident(name: str) -> str:
 def _conv(cx: Lowerer, node: Node, x, w, b):
     a = node.attrs
     ph, pw = pair(a["padding"])
+    acc = accumulator_dtype(node.dtype)
     y = cx.op.nn.conv2d(
         x,
         w,
@@ -106,11 +110,39 @@ def _conv(cx: Lowerer, node: Node, x, w, b):
         padding=(ph, pw, ph, pw),
         dilation=pair(a["dilation"]),
         groups=int(a["groups"]),
+        out_dtype=acc,
     )
     if b is not None:
         y = cx.emit(y, node)
-        y = cx.op.add(y, cx.channel(b, 4, node))
-    return y
+        y = cx.op.add(y, cx.channel(_widened(cx, b, acc, node), 4, node))
+    return _rounded(cx, y, node)
+
+
+# ---------------------------------------------------------------- reduced precision
+
+
+def accumulator_dtype(dtype: str) -> str:
+    """Products of float16/bfloat16 accumulate in float32 and round once, as the interpreter does
+    (``resdsl.ops.cast``): the kernels see float32 accumulators fed by widened loads."""
+    return "float32" if dtype in ("float16", "bfloat16") else dtype
+
+
+def _widened(cx: Lowerer, v, acc: str, node: Node):
+    """A bias (in the node's dtype: the verifier makes float inputs agree) in the accumulator dtype;
+    a constant one is widened at compile time (FoldConstant)."""
+    return v if node.dtype == acc else cx.emit(cx.op.astype(v, acc), node)
+
+
+def _rounded(cx: Lowerer, y, node: Node):
+    """An accumulator rounded to the node's dtype: the one rounding of a reduced-precision product."""
+    if node.dtype == accumulator_dtype(node.dtype):
+        return y
+    return cx.op.astype(cx.emit(y, node), node.dtype)
+
+
+@lowering("cast")
+def _cast(cx: Lowerer, node: Node, args: list):
+    return cx.op.astype(args[0], node.attrs["dtype"])
 
 
 @lowering("conv2d")
@@ -137,7 +169,7 @@ def _batch_norm(cx: Lowerer, node: Node, args: list):
     reduces the right-hand factors to two per-channel vectors."""
     x, scale, bias, mean, var = args
     op, rank = cx.op, len(node.shape)
-    eps = cx.relax.const(float(node.attrs["eps"]), "float32")
+    eps = cx.relax.const(float(node.attrs["eps"]), node.dtype)
     std = cx.emit(op.sqrt(cx.emit(op.add(var, eps), node)), node)
     inv = cx.channel(cx.emit(op.divide(scale, std), node), rank, node)
     y = cx.emit(op.subtract(x, cx.channel(mean, rank, node)), node)
@@ -317,12 +349,19 @@ def _conv_transpose2d(cx: Lowerer, node: Node, args: list):
 
 @lowering("linear")
 def _linear(cx: Lowerer, node: Node, args: list):
-    return cx.op.linear(args[0], args[1], args[2] if len(args) > 2 else None)
+    acc = accumulator_dtype(node.dtype)
+    if acc == node.dtype:
+        return cx.op.linear(args[0], args[1], args[2] if len(args) > 2 else None)
+    wt = cx.emit(cx.op.permute_dims(args[1]), node)
+    y = cx.op.matmul(args[0], wt, out_dtype=acc)
+    if len(args) > 2:
+        y = cx.op.add(cx.emit(y, node), _widened(cx, args[2], acc, node))
+    return _rounded(cx, y, node)
 
 
 @lowering("matmul")
 def _matmul(cx: Lowerer, node: Node, args: list):
-    return cx.op.matmul(args[0], args[1])
+    return _rounded(cx, cx.op.matmul(args[0], args[1], out_dtype=accumulator_dtype(node.dtype)), node)
 
 
 # ---------------------------------------------------------------- elementwise

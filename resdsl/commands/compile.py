@@ -40,6 +40,19 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--quantize", metavar="QPARAMS.json", help="build the static int8 artifact (onnx, llvm) from resdsl quantize"
     )
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "float16", "bfloat16"),
+        help="compute in this float dtype (default float32); batch norm is folded in float32 first",
+    )
+    p.add_argument(
+        "--keep-float32",
+        default="default",
+        choices=("default", "none"),
+        help="with --dtype: keep softmax, norm statistics, pooling accumulations and logits in float32 "
+        "(default) or convert everything (none)",
+    )
     p.add_argument("--force", action="store_true", help="compile even when the model looks too big for the memory")
     p.add_argument("--verbose", action="store_true", help="print the pass table")
     p.add_argument("--dump-after", metavar="PASS|all", help="dump the graph after a pass (text and DOT)")
@@ -53,7 +66,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from resdsl.backends import emit
+    from resdsl.backends import check_dtype, emit
     from resdsl.driver import build_graph
     from resdsl.resources import guard
 
@@ -64,7 +77,12 @@ def run(args: argparse.Namespace) -> int:
         dump_after=args.dump_after,
         dump_dir=args.dump_dir if args.dump_after else None,
         explain=args.explain,
+        dtype=args.dtype,
+        keep_float32=args.keep_float32,
     )
+    check_dtype(args.dtype, options.target)  # before the build: a pair no runtime runs writes nothing
+    if args.quantize and args.dtype != "float32":
+        raise ResdslError("--quantize builds an int8 artifact from the float32 model", hint="drop --dtype")
     t0 = time.perf_counter()
     graph, pipeline = build_graph(req)
     for text in pipeline.explained:
@@ -73,6 +91,10 @@ def run(args: argparse.Namespace) -> int:
         graph = quantized(graph, args.quantize, options.target)
     guard(graph, args.batch or 1, args.force)
     if args.verbose:
+        if args.dtype != "float32":
+            from resdsl.passes.convert_dtype import policy
+
+            print(policy(args.dtype, args.keep_float32))
         print(pipeline.table())
     options = dataclasses.replace(options, provenance=graph.meta["provenance"])
     files = emit(graph, args.output, options)

@@ -7,6 +7,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..registry import OPS, Attr, ShapeError, register
 from ..shapes import Shape, fmt, numel, pair
+from .cast import widen
 from .common import N, activation, int_attr, pair_attr, rank, window_out
 
 
@@ -29,6 +30,8 @@ def _conv_shape(shapes, a, what="conv2d"):
 
 def conv2d_ref(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
     (sh, sw), (ph, pw), (dh, dw) = pair(stride), pair(padding), pair(dilation)
+    out_dtype = x.dtype
+    x, w, b = widen(x, w, b)  # float16/bfloat16 accumulate in float32 and round once, as kernels do
     n, c, _, _ = x.shape
     o, cg, kh, kw = w.shape
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
@@ -43,7 +46,7 @@ def conv2d_ref(x, w, b=None, *, stride=1, padding=0, dilation=1, groups=1):
         out = np.einsum("ngchwij,gocij->ngohw", win, wg, optimize=True).reshape(n, o, ho, wo)
     if b is not None:
         out = out + b.reshape(1, -1, 1, 1)
-    return np.ascontiguousarray(out, dtype=x.dtype)
+    return np.ascontiguousarray(out, dtype=out_dtype)
 
 
 def conv_macs(out: Shape, ins: list[Shape], a: dict) -> int:

@@ -6,6 +6,7 @@ import numpy as np
 
 from ..registry import ShapeError, register
 from ..shapes import broadcast, fmt
+from .cast import widen
 from .common import N, contract_last, rank
 
 
@@ -34,7 +35,8 @@ class Linear:
 
     @staticmethod
     def reference(x, w, b=None):
-        y = x @ w.T
+        xw, w, b = widen(x, w, b)  # float16/bfloat16 accumulate in float32 and round once
+        y = xw @ w.T
         return (y if b is None else y + b).astype(x.dtype)
 
 
@@ -59,4 +61,4 @@ class Matmul:
             raise ShapeError(f"matmul: batch dimensions of {fmt(x)} and {fmt(y)} do not broadcast")
         return batch + (x[-2], y[-1])
 
-    reference = staticmethod(lambda a, b: np.matmul(a, b).astype(a.dtype))
+    reference = staticmethod(lambda a, b: np.matmul(*widen(a, b)).astype(a.dtype))

@@ -23,7 +23,8 @@ class Input:
 
 @register(
     "param",
-    "A named parameter held by the graph (float32; integer for quantized weights).",
+    "A named parameter held by the graph (its dtype is its array's: float32, float16/bfloat16 after "
+    "convert_dtype, integer for quantized weights).",
     inputs=(),
     attrs={"name": REQUIRED, "shape": REQUIRED, "dtype": "float32"},
     dtype=_declared_dtype,

@@ -48,6 +48,14 @@ def mac_reduction(sch, block) -> str | None:
     return None
 
 
+def operand(expr):
+    """A product's operand without its widening cast: float16/bfloat16 kernels accumulate in
+    float32 as ``C += f32(A[..]) * f32(B[..])``, so the rules see through ``Cast`` to the load."""
+    from tvm import tirx
+
+    return expr.value if isinstance(expr, tirx.Cast) else expr
+
+
 def has_root(sch) -> bool:
     try:
         sch.get_sblock("root")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from tvm.s_tir.dlight.base import ScheduleRule
 
-from .common import block_index, divisor, has_root, int_extent, mac_reduction, parallel_vectorize
+from .common import block_index, divisor, has_root, int_extent, mac_reduction, operand, parallel_vectorize
 
 # Accumulator registers a kernel tile may use: AVX-512 has 32 vector registers,
 # AVX2 16; the rest hold the weight vectors and the broadcast input.
@@ -118,7 +118,7 @@ def _is_constant_weight(func, stmt) -> bool:
     (AttachAttrLayoutFreeBuffers lists those), so its layout is ours to choose."""
     from tvm import ir
 
-    load = stmt.body.value.b.b
+    load = operand(stmt.body.value.b.b)
     free = func.attrs.get("layout_free_buffers") if func.attrs is not None else None
     if not free or not isinstance(load, ir.TensorLoad):
         return False
@@ -201,8 +201,8 @@ def mac_shape(sch, mac) -> MacShape:
         rows=int_extent(spatial[-2].dom.extent),
         cols=cols,
         reduction=tuple(extent(iv) for iv in reduction),
-        data=_elements(term.a),
-        weight=_elements(term.b),
+        data=_elements(operand(term.a)),
+        weight=_elements(operand(term.b)),
     )
 
 
@@ -263,7 +263,7 @@ def _tile_mac(sch, mac, epilogue, lanes: int, pack: bool, tiles: Mapping[str, Ti
     outer_loops = [c_o, *outer_loops] if tile.channels_outer else [*outer_loops, c_o]
     sch.reorder(*outer_loops, *reduction, r_i, c_r, c_v)
     if pack:
-        _pack_weight(sch, mac, term.b, tile.reg * tile.vec)
+        _pack_weight(sch, mac, operand(term.b), tile.reg * tile.vec)
     # Accumulate in a tile-sized local buffer: with its indices constant after unrolling,
     # LLVM keeps it in registers across the reduction (a global buffer would be
     # reloaded and stored on every step, as LLVM cannot prove it aliases nothing).
