@@ -68,6 +68,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from resdsl.backends import check_dtype, emit
     from resdsl.driver import build_graph
+    from resdsl.errors import ResdslError
     from resdsl.resources import guard
 
     options = emit_options(args, args.target)  # a flag the target does not take fails before the build
