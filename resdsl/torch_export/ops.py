@@ -294,11 +294,53 @@ TORCH_OPS: dict[str, Render] = {
     "concat": lambda r, n, a: f"torch.cat([{', '.join(a)}], dim={n.attrs['axis']})",
     "pad": _pad,
     "slice": _slice,
+    "cast": lambda r, n, a: f"{a[0]}.to(torch.{n.attrs['dtype']})",
+    "quantize": lambda r, n, a: _with_helper(r, "quantize", f"quantize({a[0]}, {_qargs(n)}, torch.{n.attrs['dtype']})"),
+    "dequantize": lambda r, n, a: _with_helper(r, "dequantize", f"dequantize({a[0]}, {_qargs(n)})"),
 }
+
+
+def _qargs(n: Node) -> str:
+    return f"{lit(n.attrs['scale'])}, {lit(n.attrs['zero_point'])}, {n.attrs['axis']}"
+
+
+def _with_helper(r: Context, name: str, text: str) -> str:
+    r.helper(name)
+    return text
 
 
 # Definitions an exported file carries only when a rendering asks for them.
 HELPERS: dict[str, str] = {
+    "quantize": '''
+_QRANGE = {torch.int8: (-128, 127), torch.uint8: (0, 255), torch.int32: (-(2**31), 2**31 - 1)}
+
+
+def _per_channel(value, x: torch.Tensor, axis: int, dtype) -> torch.Tensor:
+    v = torch.tensor(value, dtype=dtype)
+    if v.ndim:
+        shape = [1] * x.ndim
+        shape[axis % x.ndim] = v.numel()
+        v = v.reshape(shape)
+    return v
+
+
+def quantize(x: torch.Tensor, scale, zero_point, axis: int, dtype) -> torch.Tensor:
+    """ONNX QuantizeLinear: round half to even, add the zero point, saturate (per tensor or per channel)."""
+    lo, hi = _QRANGE[dtype]
+    q = torch.round(x / _per_channel(scale, x, axis, torch.float32)) + _per_channel(zero_point, x, axis, torch.float64)
+    return torch.clamp(q, lo, hi).to(dtype)
+''',
+    "dequantize": '''
+def dequantize(q: torch.Tensor, scale, zero_point, axis: int) -> torch.Tensor:
+    """ONNX DequantizeLinear: (q - zero_point) * scale."""
+    s = torch.tensor(scale, dtype=torch.float32)
+    z = torch.tensor(zero_point, dtype=torch.int64)
+    if s.ndim or z.ndim:
+        shape = [1] * q.ndim
+        shape[axis % q.ndim] = max(s.numel(), z.numel())
+        s, z = s.reshape(shape) if s.ndim else s, z.reshape(shape) if z.ndim else z
+    return (q.to(torch.int64) - z).to(torch.float32) * s
+''',
     "stochastic_depth": '''
 def stochastic_depth(x: torch.Tensor, p: float, mode: str, training: bool) -> torch.Tensor:
     """torchvision.ops.stochastic_depth: in training, zero the whole residual branch of a sample
