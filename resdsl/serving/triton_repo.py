@@ -10,7 +10,6 @@ Everything Triton would refuse at load time is refused here with one line instea
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -114,28 +113,23 @@ def _describe_onnx(path: str) -> ArtifactInfo:
 
 
 def _describe_tvm(path: str) -> ArtifactInfo:
-    """A TVM module is described by its sidecar, which must describe this very library (as 'resdsl run' checks):
-    reading it needs no TVM, so a CUDA module can be exported on a build machine without a GPU."""
-    sidecar = path[: -len(".so")] + ".json"
-    if not os.path.exists(sidecar):
-        raise ResdslError(
-            f"{path} has no sidecar {sidecar}: its inputs and target are unknown",
-            hint="keep OUT.json beside OUT.so, or recompile with 'resdsl compile'",
-        )
+    """A TVM module is described by its sidecar, checked against the library as 'resdsl run' checks it
+    (``read_sidecar``: present, readable, the library's sha256): that needs no TVM, so a CUDA module
+    can be exported on a build machine without a GPU."""
+    from resdsl.backends.tvm.artifact import sidecar_path
+    from resdsl.backends.tvm.runner import read_sidecar
+
+    meta = read_sidecar(path)
     try:
-        with open(sidecar, encoding="utf-8") as f:
-            meta = json.load(f)
         specs = {
             key: [TensorSpec(e["name"], tuple(e["shape"]), e.get("dtype", "float32")) for e in meta[key]]
             for key in ("inputs", "outputs")
         }
-        digest, device = meta["sha256"], meta["device"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ResdslError(f"sidecar {sidecar} is unreadable: {e}", hint="recompile with 'resdsl compile'") from None
-    if _sha256(path) != digest:
+    except (KeyError, TypeError) as e:
         raise ResdslError(
-            f"{path} does not match its sidecar {sidecar} (sha256 differs)", hint="recompile it with 'resdsl compile'"
-        )
+            f"sidecar {sidecar_path(path)} is unreadable: {e}", hint="recompile with 'resdsl compile'"
+        ) from None
+    device = meta["device"]
     return ArtifactInfo(
         path=path,
         format="tvm",
@@ -145,16 +139,8 @@ def _describe_tvm(path: str) -> ArtifactInfo:
         target="cuda" if device == "cuda" else "llvm",
         resdsl_version=str(meta.get("resdsl_version", "")),
         provenance=dict(meta.get("provenance") or {}),
-        files={"artifact.so": path, "artifact.json": sidecar},  # not model.so: Python would import it as model.py
+        files={"artifact.so": path, "artifact.json": sidecar_path(path)},  # not model.so: Python imports it as model.py
     )
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def export(req: TritonExport) -> Written:
