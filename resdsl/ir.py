@@ -94,9 +94,7 @@ class Graph:
         opdef = registry.get(op)
         inputs = list(inputs)
         try:
-            attrs = opdef.normalize_attrs(dict(attrs or {}))
-            if not opdef.arity_ok(len(inputs)):
-                raise registry.ShapeError(f"{op} takes inputs {opdef.inputs}, got {len(inputs)}")
+            attrs = opdef.prepare(attrs, len(inputs))
             if shape is None:
                 shape = tuple(opdef.infer([self.node(i).shape for i in inputs], attrs))
             dtype = opdef.dtype([self.node(i).dtype for i in inputs], attrs)
@@ -218,9 +216,7 @@ class Graph:
         opdef = registry.get(op)
         inputs = list(inputs)
         try:
-            attrs = opdef.normalize_attrs(dict(attrs or {}))
-            if not opdef.arity_ok(len(inputs)):
-                raise registry.ShapeError(f"{op} takes inputs {opdef.inputs}, got {len(inputs)}")
+            attrs = opdef.prepare(attrs, len(inputs))
         except registry.ShapeError as e:
             raise ResdslError(f"{node.name}: {e}", node.loc, origins=node.origins) from None
         node.op, node.attrs = op, attrs

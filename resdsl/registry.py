@@ -69,6 +69,13 @@ class OpDef:
             return n >= len(self.inputs) - 1
         return len(self.inputs) - self.optional_inputs <= n <= len(self.inputs)
 
+    def prepare(self, attrs: dict[str, Any] | None, n_inputs: int) -> dict[str, Any]:
+        """The normalised attributes of a node with ``n_inputs`` inputs; ShapeError when either is wrong."""
+        out = self.normalize_attrs(dict(attrs or {}))
+        if not self.arity_ok(n_inputs):
+            raise ShapeError(f"{self.name} takes inputs {self.inputs}, got {n_inputs}")
+        return out
+
     def normalize_attrs(self, attrs: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(attrs) - set(self.attrs))
         if unknown:
