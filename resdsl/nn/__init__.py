@@ -150,4 +150,4 @@ def __getattr__(name: str):
         raise AttributeError(name)
     close = difflib.get_close_matches(name, [n for n in __all__ if n[0].islower()], n=3)
     hint = f"; the closest are {', '.join(close)}" if close else ""
-    raise AttributeError(f"resdsl.nn has no {name!r}{hint} (resdsl nn lists them all in the README)")
+    raise AttributeError(f"resdsl.nn has no {name!r}{hint} (the README lists them all)")
