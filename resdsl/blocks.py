@@ -174,13 +174,8 @@ def cn_block(x: Tensor, stochastic_depth: float = 0.0, layer_scale: float = 1e-6
     return nn.stochastic_depth(scale * y, stochastic_depth) + x
 
 
-def packed_attention(x: Tensor, heads: int, name: str = "self_attention") -> Tensor:
-    """torch.nn.MultiheadAttention's self-attention on (N, T, D) with its parameters: q, k and v packed
-    in one ``in_proj_weight`` (3D, D) and ``in_proj_bias`` (3D,), then ``out_proj``.
-
-    One (N, T, 3D) product, split into q, k, v by slicing, heads by reshape + transpose as in
-    ``multi_head_attention``.
-    """
+def _head_widths(x: Tensor, heads: int) -> tuple[int, int, int]:
+    """(tokens, model width, head width) of an (N, T, D) input split into ``heads``."""
     _, t, d_model = x.shape
     if d_model % heads:
         raise ResdslError(
@@ -188,7 +183,17 @@ def packed_attention(x: Tensor, heads: int, name: str = "self_attention") -> Ten
             caller_loc(),
             "choose a head count that divides the model width",
         )
-    d = d_model // heads
+    return t, d_model, d_model // heads
+
+
+def packed_attention(x: Tensor, heads: int, name: str = "self_attention") -> Tensor:
+    """torch.nn.MultiheadAttention's self-attention on (N, T, D) with its parameters: q, k and v packed
+    in one ``in_proj_weight`` (3D, D) and ``in_proj_bias`` (3D,), then ``out_proj``.
+
+    One (N, T, 3D) product, split into q, k, v by slicing, heads by reshape + transpose as in
+    ``multi_head_attention``.
+    """
+    t, d_model, d = _head_widths(x, heads)
     with nn.scope(name):
         w = nn.parameter("in_proj_weight", (3 * d_model, d_model), init="normal")
         b = nn.parameter("in_proj_bias", (3 * d_model,))
@@ -288,14 +293,7 @@ def multi_head_attention(x: Tensor, heads: int, name: str = "attn") -> Tensor:
     (N, T, D) -> (N, T, H, d) -> (N, H, T, d); K is laid out (N, H, d, T) so one
     matmul gives the (N, H, T, T) scores.
     """
-    _, t, d_model = x.shape
-    if d_model % heads:
-        raise ResdslError(
-            f"attention: width {d_model} does not divide by heads={heads}",
-            caller_loc(),
-            "choose a head count that divides the model width",
-        )
-    d = d_model // heads
+    t, d_model, d = _head_widths(x, heads)
     with nn.scope(name):
         q = nn.transpose(nn.reshape(nn.linear(x, d_model, name="q"), ("N", t, heads, d)), (0, 2, 1, 3))
         k = nn.transpose(nn.reshape(nn.linear(x, d_model, name="k"), ("N", t, heads, d)), (0, 2, 3, 1))
