@@ -68,34 +68,29 @@ class Layer:
     make: Callable[[Node, dict[str, Shape], Shape], str]  # node, role -> shape, input shape
 
 
-def _conv_make(n: Node, p: dict[str, Shape], x: Shape) -> str:
-    out, cin_g, kh, kw = p["weight"]
+def _conv_module(cls: str, cin: int, cout: int, n: Node, p: dict[str, Shape], keys: tuple[str, ...]) -> str:
+    """``nn.Conv2d``/``nn.ConvTranspose2d(cin, cout, kernel, ...)`` with the attributes that differ from PyTorch's defaults."""
     g = n.attrs["groups"]
-    parts = [str(cin_g * g), str(out), _window((kh, kw))]
-    for key, default in (("stride", (1, 1)), ("padding", (0, 0)), ("dilation", (1, 1))):
-        if tuple(n.attrs[key]) != default:
+    parts = [str(cin), str(cout), _window(tuple(p["weight"][2:]))]
+    for key in keys:
+        if tuple(n.attrs[key]) != ((1, 1) if key in ("stride", "dilation") else (0, 0)):
             parts.append(f"{key}={_window(n.attrs[key])}")
     if g != 1:
         parts.append(f"groups={g}")
     if "bias" not in p:
         parts.append("bias=False")
-    return f"nn.Conv2d({', '.join(parts)})"
+    return f"nn.{cls}({', '.join(parts)})"
+
+
+def _conv_make(n: Node, p: dict[str, Shape], x: Shape) -> str:
+    out, cin_g = p["weight"][:2]
+    return _conv_module("Conv2d", cin_g * n.attrs["groups"], out, n, p, ("stride", "padding", "dilation"))
 
 
 def _conv_transpose_make(n: Node, p: dict[str, Shape], x: Shape) -> str:
-    cin, og, kh, kw = p["weight"]
-    g = n.attrs["groups"]
-    parts = [str(cin), str(og * g), _window((kh, kw))]
-    for key, default in (("stride", (1, 1)), ("padding", (0, 0)), ("output_padding", (0, 0))):
-        if tuple(n.attrs[key]) != default:
-            parts.append(f"{key}={_window(n.attrs[key])}")
-    if g != 1:
-        parts.append(f"groups={g}")
-    if "bias" not in p:
-        parts.append("bias=False")
-    if tuple(n.attrs["dilation"]) != (1, 1):
-        parts.append(f"dilation={_window(n.attrs['dilation'])}")
-    return f"nn.ConvTranspose2d({', '.join(parts)})"
+    cin, og = p["weight"][:2]
+    keys = ("stride", "padding", "output_padding", "dilation")
+    return _conv_module("ConvTranspose2d", cin, og * n.attrs["groups"], n, p, keys)
 
 
 def _eps(n: Node) -> str:
