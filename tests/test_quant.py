@@ -142,6 +142,14 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
     for match, args in [("calibrated for model", other), ("not cuda", [*model, "--quantize", qp, "--target", "cuda"])]:
         code, _, err = _cli(capsys, "compile", *(args if "-o" in args else [*args, "-o", art]))
         assert code == 2 and match in err and len(err.splitlines()) == 1 and not os.path.exists(art)
+    # -o r.so writes r.json: it must not replace the qparams file r.json it reads
+    same = str(tmp_path / "r.json")
+    with open(qp) as src, open(same, "w") as dst:
+        dst.write(src.read())
+    library = str(tmp_path / "r.so")
+    code, _, err = _cli(capsys, "compile", *model, "--quantize", same, "--target", "llvm", "-o", library)
+    assert code == 2 and "would overwrite" in err and len(err.splitlines()) == 1 and not os.path.exists(library)
+    assert quant.read_qparams(same)["format"]
 
 
 DIGITS, DIGITS_WEIGHTS = os.path.join(DATA, "digits.npz"), os.path.join(DATA, "digits_resnet20.safetensors")

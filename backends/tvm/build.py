@@ -28,7 +28,7 @@ from resdsl.shapes import BATCH
 from .artifact import FORMAT, INTERFACE_FUNCTION, interface_text, sha256_file, sidecar_path
 from .errors import tvm_error_line
 from .lower import lower
-from .pipeline import pipeline
+from .pipeline import int8_kernels, pipeline
 from .target import cuda_target, isa_flags, lanes_of, llvm_target
 from .tiles.book import TileBook, books_for, merged_tiles
 
@@ -103,7 +103,7 @@ def compile_graph(
     """
     import tvm
 
-    mod = lower(graph, batch)
+    mod = lower(graph, batch, int8=int8_kernels(graph, tdict))
     if embedded_interface is not None:
         mod = _with_interface(mod, embedded_interface)
     target = tvm.target.Target(tdict)

@@ -49,7 +49,7 @@ def lowering(*ops: str) -> Callable[[Lowering], Lowering]:
 class Lowerer:
     """The state of one lowering: the block builder, the batch variable, the emitted values."""
 
-    def __init__(self, graph: Graph, batch: int | None) -> None:
+    def __init__(self, graph: Graph, batch: int | None, int8: bool = False) -> None:
         import tvm
         from tvm import relax
 
@@ -59,6 +59,11 @@ class Lowerer:
         self.graph = graph
         self.bb = relax.BlockBuilder()
         self.batch = tvm.tirx.Var(BATCH, "int64") if batch is None else batch
+        self.int8 = int8  # integer convolutions (``quant.int8_conv``): the target has VNNI
+        self.values: dict[int, object] = {}  # node id -> its Relax value, as emitted so far
+        # node id -> (quantized value, (scale, zero point, dtype)) of a value that is exactly that
+        # quantized value dequantized (``quant``: a quantize on the same grid is the identity)
+        self.on_grid: dict[int, tuple] = {}
 
     def dims(self, shape: tuple) -> list:
         """An IR shape with the batch symbol replaced by the Relax batch (a variable or a number)."""
@@ -147,12 +152,15 @@ def _cast(cx: Lowerer, node: Node, args: list):
 
 @lowering("conv2d")
 def _conv2d(cx: Lowerer, node: Node, args: list):
-    return _conv(cx, node, args[0], args[1], args[2] if len(args) > 2 else None)
+    y = quant.int8_conv(cx, node)
+    return y if y is not None else _conv(cx, node, args[0], args[1], args[2] if len(args) > 2 else None)
 
 
 @lowering("fused_conv")
 def _fused_conv(cx: Lowerer, node: Node, args: list):
-    y = _conv(cx, node, args[0], args[1], args[2])
+    y = quant.int8_conv(cx, node)
+    if y is None:
+        y = _conv(cx, node, args[0], args[1], args[2])
     if len(args) > 3:
         y = cx.op.add(cx.emit(y, node), args[3])
     if node.attrs["activation"] != "none":
@@ -286,7 +294,8 @@ def _pool_attrs(node: Node) -> dict:
 
 @lowering("max_pool2d")
 def _max_pool2d(cx: Lowerer, node: Node, args: list):
-    return cx.op.nn.max_pool2d(args[0], **_pool_attrs(node))
+    pooled = quant.pooled_on_grid(cx, node, lambda q: cx.op.nn.max_pool2d(q, **_pool_attrs(node)))
+    return pooled if pooled is not None else cx.op.nn.max_pool2d(args[0], **_pool_attrs(node))
 
 
 @lowering("avg_pool2d")
@@ -457,8 +466,11 @@ def _tensor_type(cx: Lowerer, node: Node):
     return cx.relax.TensorType(cx.dims(node.shape), node.dtype)
 
 
-def lower(graph: Graph, batch: int | None = None):
+def lower(graph: Graph, batch: int | None = None, int8: bool = False):
     """Build ``main(inputs...) -> (outputs...)``: one dataflow block, parameters as constants.
+
+    ``int8``: lower the convolutions of a quantized graph to integer ones (``quant.int8_conv``),
+    for a target with VNNI (``target.has_vnni``); bindings they leave unused are removed.
 
     Returns the IRModule. Raises ResdslError naming the node's source line when an op
     has no lowering or Relax rejects what it was given.
@@ -467,12 +479,13 @@ def lower(graph: Graph, batch: int | None = None):
     if missing:
         node = next(n for n in graph.compute_nodes() if n.op in missing)
         raise ResdslError(f"the TVM backend cannot lower {', '.join(missing)}", node.loc, "use the onnx target")
-    cx = Lowerer(graph, batch)
+    cx = Lowerer(graph, batch, int8)
     relax = cx.relax
     params = [
         relax.Var(_ident(graph.node(nid).attrs["name"]), _tensor_type(cx, graph.node(nid))) for nid in graph.inputs
     ]
-    values: dict[int, object] = dict(zip(graph.inputs, params))
+    values = cx.values
+    values.update(zip(graph.inputs, params))
     with cx.bb.function("main", params):
         with cx.bb.dataflow():
             for nid in graph.topo_order():
@@ -485,7 +498,10 @@ def lower(graph: Graph, batch: int | None = None):
                 args = [values[a] for a in graph.args(nid)]
                 try:
                     expr = LOWERINGS[node.op](cx, node, args)
-                    values[nid] = expr if any(expr is a for a in args) else cx.emit(expr, node)
+                    # an input or an earlier value itself (a same-grid quantize): no alias binding,
+                    # which ConvertLayout would pin to NCHW with a transpose
+                    known = any(expr is a for a in args) or isinstance(expr, relax.Var)
+                    values[nid] = expr if known else cx.emit(expr, node)
                 except ResdslError:
                     raise
                 except Exception as e:  # Relax's own type checks: name the node, not the C++ frame
@@ -495,7 +511,8 @@ def lower(graph: Graph, batch: int | None = None):
             outs = [values[nid] for _, nid in graph.outputs]
             result = cx.bb.emit_output(relax.Tuple(outs))
         cx.bb.emit_func_output(result)
-    return cx.bb.get()
+    mod = cx.bb.get()
+    return relax.transform.DeadCodeElimination()(mod) if int8 else mod
 
 
 LOWERINGS["quantize"], LOWERINGS["dequantize"] = quant.quantize, quant.dequantize

@@ -19,6 +19,8 @@ than ONNX Runtime. ``pipeline(target, db)`` is that pipeline with four additions
    the epilogue (bias, residual add, activation) runs right after the tile, on
    the registers' values. The constant weights are repacked tile by tile at
    compile time (``rules.kernel._pack_weight``), so a tile streams its weights in order.
+   In an int8 graph on a CPU with VNNI, the convolutions are integer ones (``quant.int8_conv``)
+   and ``rules.int8`` gives them the same tile with ``vpdpbusd`` for the multiply-accumulate.
 3. **Everything else** (``rules.elementwise``, ``rules.rows``): pooling, means, transposes and
    elementwise functions get parallel outer loops and a vectorised inner loop.
 4. **NaN.** relu and clip legalise to selects that keep a NaN (``nan.py``); TOPI's
@@ -40,7 +42,7 @@ from resdsl.errors import ResdslError
 
 from .mutator import mutator_pass
 from .nan import nan_legalize
-from .target import lanes_of
+from .target import has_vnni, lanes_of
 from .winograd import winograd_passes
 
 # ---------------------------------------------------------------- the pipeline
@@ -113,8 +115,15 @@ def fused_module(graph, target, batch: int | None = None, winograd: bool = True)
 
     from .lower import lower
 
+    int8 = int8_kernels(graph, dict(target.export()))
     with target, tvm.transform.PassContext(opt_level=3):
-        return tvm.transform.Sequential(fused_passes(target, winograd))(lower(graph, batch))
+        return tvm.transform.Sequential(fused_passes(target, winograd))(lower(graph, batch, int8=int8))
+
+
+def int8_kernels(graph, tdict) -> bool:
+    """Whether ``graph`` gets integer convolutions for ``tdict``: it is quantized (it has ``quantize``
+    nodes) and the target has VNNI; elsewhere its convs are float convs of dequantized values."""
+    return has_vnni(tdict) and any(n.op == "quantize" for n in graph.nodes())
 
 
 def schedule_passes(target, db: str | None = None, tiles: Mapping | None = None, cuda_rules: bool = True) -> list:
@@ -194,10 +203,11 @@ def pipeline(
 def cpu_rules(lanes: int, tiles: Mapping | None = None) -> list:
     """The CPU DLight rules, most specific first; ``tiles`` as for ``rules.kernel.schedule_kernel``."""
     from .rules.elementwise import Elementwise
+    from .rules.int8 import Int8Kernel
     from .rules.kernel import Kernel
     from .rules.rows import Rows
 
-    return [Kernel(lanes, tiles), Rows(lanes), Elementwise(lanes)]
+    return [Int8Kernel(), Kernel(lanes, tiles), Rows(lanes), Elementwise(lanes)]
 
 
 def gpu_rules() -> list:

@@ -72,6 +72,12 @@ def isa_flags(tdict: dict[str, Any] | None = None) -> list[str]:
     return sorted({isa_name(f) for f in flags if f.startswith(ISA_PREFIXES)})
 
 
+def has_vnni(tdict: dict[str, Any]) -> bool:
+    """Whether an llvm library for ``tdict`` may use AVX-512 VNNI (``vpdpbusd``): the int8 kernels
+    (``rules.int8``) need it; AVX-VNNI's 256-bit form and plain AVX2 are not used yet."""
+    return tdict.get("kind") == "llvm" and "avx512vnni" in isa_flags(tdict)
+
+
 def llvm_target(cpu: CpuInfo | None = None, mcpu: str | None = None) -> dict[str, Any]:
     """The llvm target for this machine, or for the CPU family ``mcpu`` (LLVM's name, e.g.
     ``haswell``, ``skylake-avx512``, ``x86-64-v3``): mcpu lets LLVM use the whole vector unit."""

@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         keep_float32=args.keep_float32,
     )
     check_dtype(args.dtype, options.target)  # before the build: a pair no runtime runs writes nothing
+    refuse_overwriting_inputs(args, options.target)
     if args.quantize and args.dtype != "float32":
         raise ResdslError("--quantize builds an int8 artifact from the float32 model", hint="drop --dtype")
     t0 = time.perf_counter()
@@ -106,6 +107,24 @@ def run(args: argparse.Namespace) -> int:
 
 
 QUANT_TARGETS = ("onnx", "llvm")
+
+
+def refuse_overwriting_inputs(args: argparse.Namespace, target: str) -> None:
+    """An output that is one of the inputs is refused before anything is built: ``-o r50.so`` writes
+    ``r50.json`` beside it, which would replace a qparams file ``--quantize r50.json`` was read from."""
+    from resdsl.backends.tvm.artifact import sidecar_path
+    from resdsl.errors import ResdslError
+
+    written = [args.output] + ([sidecar_path(args.output)] if target in ("llvm", "cuda") else [])
+    inputs = {"--quantize": getattr(args, "quantize", None), "--weights": getattr(args, "weights", None)}
+    inputs["the model"] = getattr(args, "model_file", None)
+    for out in written:
+        for flag, path in inputs.items():
+            if path and os.path.exists(path) and os.path.realpath(out) == os.path.realpath(path):
+                raise ResdslError(
+                    f"compiling to {args.output!r} would overwrite {path!r} ({flag})",
+                    hint="choose another -o name (a TVM library OUT.so also writes OUT.json)",
+                )
 
 
 def quantized(graph, path: str, target: str):

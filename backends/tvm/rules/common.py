@@ -83,6 +83,8 @@ def parallel_vectorize(sch, block, lanes: int) -> None:
         nspatial += 1
     if nspatial == 0 or len(loops) != len(kinds):
         return
+    if nspatial < len(loops) and _vectorize_over_reduction(sch, block, loops, nspatial, lanes):
+        return
     spatial = loops[:nspatial]
     inner = None
     if nspatial == len(loops):  # purely spatial: vectorise the innermost loop
@@ -96,6 +98,45 @@ def parallel_vectorize(sch, block, lanes: int) -> None:
         sch.parallel(sch.fuse(*spatial) if len(spatial) > 1 else spatial[0])
     if inner is not None:
         sch.vectorize(inner)
+
+
+def _vectorize_over_reduction(sch, block, loops, nspatial: int, lanes: int) -> bool:
+    """A reduction whose output's last axis is long (pooling and means over NHWC: the channels):
+    the reduction loops go inside the outer spatial loops and outside a vector of channels, so
+    each step is one vector max or add over ``lanes`` channels instead of a scalar reduction
+    per channel. Returns whether it applied."""
+    from tvm import s_tir
+
+    extent = int_extent(sch.get(loops[nspatial - 1]).extent)
+    stmt = sch.get(block)
+    if extent is None or extent < lanes or stmt.iter_vars[nspatial - 1].var not in _last_indices(stmt):
+        return False
+    vec = divisor(extent, lanes, power_of_two=True)
+    if vec < 4:
+        return False
+    try:
+        c_o, c_v = sch.split(loops[nspatial - 1], [None, vec])
+        outer = [*loops[: nspatial - 1], c_o]
+        sch.reorder(*outer, *loops[nspatial:], c_v)
+        fused = sch.fuse(*outer) if len(outer) > 1 else outer[0]
+        sch.parallel(fused)
+        sch.vectorize(c_v)
+        init = sch.decompose_reduction(block, loops[nspatial])
+        sch.vectorize(sch.get_loops(init)[-1])
+    except s_tir.ScheduleError:
+        return False
+    return True
+
+
+def _last_indices(stmt) -> list:
+    """The variables of the last index of the block's output store (the contiguous axis)."""
+    from tvm import tirx
+
+    body = stmt.body
+    if not isinstance(body, tirx.BufferStore):
+        return []
+    last = body.indices[-1]
+    return [last] if isinstance(last, tirx.Var) else []
 
 
 # ---------------------------------------------------------------- CUDA rules

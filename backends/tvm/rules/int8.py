@@ -1,0 +1,193 @@
+"""The CPU rule for integer convolutions: uint8 x int8 -> int32 with AVX-512 VNNI.
+
+``quant.int8_conv`` lowers each convolution of a quantized graph to
+``C[n, h, w, o] += int32(X[n, h', w', c]) * int32(W[kh, kw, c, o])`` (NHWC, HWIO after
+``ConvertLayout``) followed by its elementwise epilogue (the int32 bias, the scale back to
+float32, relu, the residual join, the next requantization). This rule gives it the float
+kernel's output-stationary register tile (``rules.kernel``: ``rows x reg`` accumulators of 16
+int32 lanes, the outer tiles parallel, the input patch padded inside the tile, the epilogue
+right after the tile), with two differences:
+
+- The reduction over input channels is split by 4 and the innermost ``16 output channels x 4
+  input channels`` is one ``vpdpbusd`` (``VNNI_DOT_16x4_INTRIN``): four input bytes of one
+  pixel broadcast to all lanes, 64 weight bytes, 64 multiply-adds an instruction (16 for a
+  float32 FMA). Channel counts must be multiples of 4 (the lowering pads the stem's 3) and the
+  output channels of 16.
+- The weights are packed at compile time as ``W[o // width, kh, kw, c // 4, o % width, c % 4]``
+  (``width = reg x 16``): one tile's weights for one reduction step are ``reg`` consecutive
+  64-byte vectors, in the order the tile reads them.
+
+Tile books are not consulted: they were measured for float32 kernels of the same shape.
+"""
+
+from __future__ import annotations
+
+from tvm.s_tir.dlight.base import ScheduleRule
+
+from .common import block_index, int_extent, operand
+from .kernel import _ACC_REGISTERS, _is_constant_weight, _pad_per_tile, _prepare_mac, default_tile, mac_shape
+
+VECTOR = 16  # int32 lanes of a zmm register
+DEPTH = 4  # input channels one vpdpbusd lane sums
+
+
+def is_int8_mac(sch, mac) -> bool:
+    """Whether ``mac`` multiplies uint8 data by int8 weights into int32."""
+    stmt = sch.get(mac)
+    term = stmt.body.value.b
+    a, b = operand(term.a), operand(term.b)
+    return str(stmt.body.buffer.dtype) == "int32" and _dtype(a) == "uint8" and _dtype(b) == "int8"
+
+
+def schedule_int8(func):
+    """VNNI-tile the uint8 x int8 convolution in ``func``; None when it is not one (or does not fit)."""
+    from tvm import s_tir, tirx
+
+    prepared = _prepare_mac(func, VECTOR)
+    if prepared is None:
+        return None
+    sch, mac, blocks = prepared
+    if not is_int8_mac(sch, mac) or not _is_constant_weight(func, sch.get(mac)):
+        return None
+    stmt = sch.get(mac)
+    spatial = [iv for iv in stmt.iter_vars if iv.iter_type == tirx.IterVar.DataPar]
+    reduction = [iv for iv in stmt.iter_vars if iv.iter_type != tirx.IterVar.DataPar]
+    cols, depth = int_extent(spatial[-1].dom.extent), int_extent(reduction[-1].dom.extent)
+    if cols is None or depth is None or cols % VECTOR or depth % DEPTH:
+        return None
+    pos = block_index(sch, blocks, mac)
+    producers, consumers = blocks[:pos], blocks[pos + 1 :]
+    try:
+        for b in consumers:
+            if any(iv.iter_type != tirx.IterVar.DataPar for iv in sch.get(b).iter_vars):
+                return None
+        # Producers that feed the epilogue (the residual's dequantize) compute in it.
+        mac_inputs = {r.source.name for r in stmt.reads}
+        feeds = [any(w.source.name in mac_inputs for w in sch.get(b).writes) for b in producers]
+        for b, feeds_mac in zip(producers, feeds):
+            if not feeds_mac:
+                sch.compute_inline(b)
+        producers = [b for b, feeds_mac in zip(producers, feeds) if feeds_mac]
+        for b in consumers[:-1]:
+            sch.compute_inline(b)
+        tile_loop, dot = _tile(sch, mac, consumers[-1] if consumers else None)
+        for b in producers:
+            _pad_per_tile(sch, b, tile_loop, VECTOR)
+        data = operand(sch.get(mac).body.value.b.a)
+        sch.tensorize(dot, dot_intrin(data.source.scope()))
+    except s_tir.ScheduleError:
+        return None
+    return sch
+
+
+def _tile(sch, mac, epilogue):
+    """Tile ``mac``; returns the parallel tile loop and the 16 x 4 loop nest to tensorize."""
+    from tvm import tirx
+
+    stmt = sch.get(mac)
+    nspatial = sum(iv.iter_type == tirx.IterVar.DataPar for iv in stmt.iter_vars)
+    loops = sch.get_loops(mac)
+    spatial, reduction = loops[:nspatial], loops[nspatial:]
+    shape = mac_shape(sch, mac)
+    tile = default_tile(shape, VECTOR)
+    reg = tile.reg if tile.rows * tile.reg <= _ACC_REGISTERS[VECTOR] else 1
+    width = reg * VECTOR
+    c_o, c_r, c_v = sch.split(spatial[-1], [None, reg, VECTOR])
+    r_o, r_i = sch.split(spatial[-2], [None, tile.rows])
+    k_o, k_i = sch.split(reduction[-1], [None, DEPTH])
+    outer = [*spatial[:-2], r_o]
+    outer = [c_o, *outer] if tile.channels_outer else [*outer, c_o]
+    sch.reorder(*outer, *reduction[:-1], k_o, r_i, c_r, c_v, k_i)
+    weight = operand(stmt.body.value.b.b)
+    index = next(i for i, region in enumerate(stmt.reads) if region.source.same_as(weight.source))
+    copy = sch.cache_read(mac, index, "global")
+    sch.annotate(copy, "meta_schedule.layout_rewrite_preproc", True)
+    sch.transform_layout(
+        mac,
+        ("read", index),
+        lambda *i: (i[-1] // width, *i[:-2], i[-2] // DEPTH, i[-1] % width, i[-2] % DEPTH),
+    )
+    store = sch.cache_write(mac, 0, "local")
+    if epilogue is not None:
+        sch.compute_inline(store)
+        store = epilogue
+    sch.reverse_compute_at(store, outer[-1])
+    tile_loop = sch.fuse(*outer)
+    sch.parallel(tile_loop)
+    sch.unroll(r_i)
+    sch.unroll(c_r)
+    init = sch.decompose_reduction(mac, reduction[0])
+    sch.vectorize(sch.get_loops(init)[-1])
+    last = sch.get_loops(store)[-1]
+    extent = int_extent(sch.get(last).extent)
+    if extent is not None and extent % VECTOR == 0 and extent > VECTOR:
+        last = sch.split(last, [None, VECTOR])[-1]
+    sch.vectorize(last)
+    return tile_loop, c_v
+
+
+def dot_intrin(data_scope: str) -> str:
+    """``C[i] += sum_k int32(A[k]) * int32(B[i, k])`` for 16 x 4, as one ``vpdpbusd``, with ``C`` in
+    the ``local`` scope: TVM's ``VNNI_DOT_16x4_INTRIN`` declares its accumulator global, and the
+    tile accumulates in a local buffer (which LLVM keeps in registers), so it does not match; and
+    the LLVM that TVM 0.27 links declares ``llvm.x86.avx512.vpdpbusd.512`` over ``<64 x i8>``
+    operands, where TVM's intrinsic passes ``<16 x i32>`` (LLVM's verifier rejects it).
+    ``data_scope``: where the input bytes are (``local`` when the tile pads its patch)."""
+    from tvm.s_tir import TensorIntrin
+    from tvm.script import tirx as T
+
+    name = f"resdsl_dot_16x4_u8i8i32_vnni_{data_scope}"
+    try:
+        TensorIntrin.get(name)
+        return name
+    except ValueError:
+        pass
+
+    @T.prim_func(s_tir=True)
+    def desc(
+        A: T.Buffer((4,), "uint8", offset_factor=1, scope=data_scope),
+        B: T.Buffer((16, 4), "int8", offset_factor=1),
+        C: T.Buffer((16,), "int32", offset_factor=1, scope="local"),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:16], A[0:4], B[0:16, 0:4])
+            T.writes(C[0:16])
+            for i in T.serial(0, 16):
+                for k in T.serial(0, 4):
+                    with T.sblock("update"):
+                        vi, vk = T.axis.remap("SR", [i, k])
+                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+
+    @T.prim_func(s_tir=True)
+    def impl(
+        A: T.Buffer((4,), "uint8", offset_factor=1, scope=data_scope),
+        B: T.Buffer((16, 4), "int8", offset_factor=1),
+        C: T.Buffer((16,), "int32", offset_factor=1, scope="local"),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:16], A[0:4], B[0:16, 0:4])
+            T.writes(C[0:16])
+            a = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
+            C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
+                C.vload([0], dtype="int32x16"),
+                T.reinterpret(T.broadcast(a, 16), dtype="int8x64"),
+                B.vload([0, 0], dtype="int8x64"),
+                dtype="int32x16",
+            )
+
+    TensorIntrin.register(name, desc, impl)
+    return name
+
+
+class Int8Kernel(ScheduleRule):
+    """``schedule_int8`` as a DLight rule (listed before ``Kernel`` on a target with VNNI)."""
+
+    def apply(self, func, target, tunable):
+        return schedule_int8(func)
+
+
+def _dtype(expr) -> str:
+    """The element type of a buffer load (empty for anything else)."""
+    source = getattr(expr, "source", None)
+    return str(source.dtype) if source is not None and hasattr(source, "dtype") else ""
