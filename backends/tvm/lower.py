@@ -64,6 +64,8 @@ class Lowerer:
         # node id -> (quantized value, (scale, zero point, dtype)) of a value that is exactly that
         # quantized value dequantized (``quant``: a quantize on the same grid is the identity)
         self.on_grid: dict[int, tuple] = {}
+        # node id of an integer conv -> (its float32 accumulator, the per-channel scale s_x s_w)
+        self.accumulators: dict[int, tuple] = {}
 
     def dims(self, shape: tuple) -> list:
         """An IR shape with the batch symbol replaced by the Relax batch (a variable or a number)."""

@@ -66,6 +66,9 @@ def quantize(cx: Lowerer, node: Node, args: list):
     same = _same_grid_source(cx, node)
     if same is not None:  # dequantize then quantize on one grid: the values themselves
         return same
+    requantized = _requantized(cx, node)
+    if requantized is not None:
+        return requantized
     if not _per_tensor(node):
         scale, zp = _qparams(cx, node, node.dtype)
         return cx.op.quantize(args[0], scale, zp, axis=_axis(node), out_dtype=node.dtype)
@@ -176,7 +179,36 @@ def int8_conv(cx: Lowerer, node: Node):
     )
     acc = cx.emit(op.add(acc, relax.const(correction.astype(np.int32).reshape(1, oc, 1, 1), "int32")), node)
     real = cx.emit(op.astype(acc, "float32"), node)
+    cx.accumulators[node.id] = (real, scale)
     return op.multiply(real, relax.const(scale.reshape(1, oc, 1, 1), "float32"))
+
+
+def _requantized(cx: Lowerer, node: Node):
+    """``quantize([relu](conv))`` of an integer conv as one multiply of its accumulator by
+    ``s_x s_w[o] / s_y`` (the requantization scale, as ONNX Runtime's QLinearConv applies it),
+    then round, zero point and saturation (relu: saturation at the zero point). The float
+    conv's ``(acc s_x s_w) / s_y`` rounds twice; this once: they differ only where a value lies
+    within a float32 rounding of a half step, which the one-step check allows. None where the
+    input is not such a conv (the float value, if something else reads it, stays)."""
+    g = cx.graph
+    src = g.node(g.args(node.id)[0])
+    relu = src.op == "relu"
+    if relu:
+        src = g.node(g.args(src.id)[0])
+    record = cx.accumulators.get(src.id)
+    if record is None or not _per_tensor(node) or node.dtype not in ("uint8", "int8"):
+        return None
+    if src.op == "fused_conv" and (len(g.args(src.id)) > 3 or src.attrs["activation"] not in ("none", "relu")):
+        return None
+    relu = relu or (src.op == "fused_conv" and src.attrs["activation"] == "relu")
+    real, scale = record
+    op, relax = cx.op, cx.relax
+    zp, (lo, hi) = int(node.attrs["zero_point"]), RANGES[node.dtype]
+    multiplier = (scale / np.float32(node.attrs["scale"])).astype(np.float32)
+    v = cx.emit(op.multiply(real, relax.const(multiplier.reshape(1, -1, 1, 1), "float32")), node)
+    v = cx.emit(op.add(cx.emit(op.round(v), node), cx.scalar(zp)), node)
+    v = cx.emit(op.minimum(cx.emit(op.maximum(v, cx.scalar(max(lo, zp) if relu else lo)), node), cx.scalar(hi)), node)
+    return op.astype(v, node.dtype)
 
 
 def _int_bias(g, nid: int, scale: np.ndarray) -> np.ndarray | None:
