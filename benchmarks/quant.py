@@ -6,6 +6,9 @@ one process, interleaved, and the table gives the median latency of each, their 
 (resdsl / ORT, lower is better) and each one's output SQNR against float32 on held-out inputs.
 
     .venv/bin/python benchmarks/quant.py [--models resnet18,resnet50] [--batches 1,8] [--calib 8]
+
+``prepare`` (the files, the qparams file, the SQNRs) is also the suite's int8 section
+(``run.py --only int8``), which times the files with the suite's own interleaved runs.
 """
 
 from __future__ import annotations
@@ -80,38 +83,82 @@ def _median_ms(sessions: dict, feed: dict, runs: int) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def bench(model: str, batches: list[int], calib: int, runs: int, threads: int | None, tmp: str) -> list[str]:
+RESNET = os.path.join(HERE, "..", "examples", "resnet.py")
+KINDS = ("float32", "resdsl", "ort")  # the three ONNX files: float32 -O2, resdsl's int8, ORT's int8
+
+
+def prepare(model: str, tmp: str, calib: int = 8, held_out: int = 4, weights: str | None = None) -> dict:
+    """Calibrate ``model`` and write its three ONNX files and its qparams file into ``tmp``.
+
+    The qparams file is the one ``resdsl quantize --calib-random`` writes (minmax, requant
+    joins), so ``resdsl compile --quantize`` takes it. Both int8 files quantize the same float32
+    -O2 graph with the same ``calib`` inputs (seed 0); SQNR is measured on ``held_out`` other
+    inputs (seed 1), batch 1 each. Returns plain data (the suite gets it from a child process):
+    ``paths``, ``qparams``, ``held`` (an .npz of the held-out inputs, ``x0``.., and the float32
+    outputs, ``y0``..), ``sqnr_db`` per int8 kind, ``calib_s`` and ``ort_quantize_s``.
+    """
     from resdsl.backends import OnnxOptions, emit
 
     from resdsl import quant
     from resdsl.driver import CompileRequest, build_graph
 
-    req = CompileRequest(os.path.join(HERE, "..", "examples", "resnet.py"), model)
+    req = CompileRequest(RESNET, model, weights=weights)
     graph, _ = build_graph(req)
     prepared = quant.float_graph(req)
     feeds = quant.load_calibration(prepared, None, calib, seed=0)
-    held = quant.load_calibration(prepared, None, 4, seed=1)
+    held = quant.load_calibration(prepared, None, held_out, seed=1)
     t0 = time.perf_counter()
     qparams = quant.calibrate(prepared, feeds)
     t_cal = time.perf_counter() - t0
-    doc = {"model": graph.name, "model_hash": quant.model_hash(prepared), "join": "requant", "pipeline": {}}
-    doc["activations"] = {k: list(v) for k, v in qparams.items()}
-    qgraph = quant.apply_qparams(graph, doc)
-    paths = {k: os.path.join(tmp, f"{model}-{k}.onnx") for k in ("float32", "resdsl", "ort")}
+    qpath = os.path.join(tmp, f"{model}.qparams.json")
+    pipeline = {"level": req.level, "passes": None, "shortcut": None, "residual_scale": None}
+    quant.write_qparams(qpath, prepared, qparams, "minmax", "requant", pipeline)
+    qgraph = quant.apply_qparams(graph, quant.read_qparams(qpath), repr(qpath))
+    paths = {k: os.path.join(tmp, f"{model}-{k}.onnx") for k in KINDS}
     emit(graph, paths["float32"], OnnxOptions())
     emit(qgraph, paths["resdsl"], OnnxOptions())
     t0 = time.perf_counter()
     _ort_quantize(paths["float32"], paths["ort"], feeds)
     t_ort = time.perf_counter() - t0
-    sessions = {k: _session(p, threads) for k, p in paths.items()}
+    sessions = {k: _session(p, None) for k, p in paths.items()}
     outs = {k: np.concatenate([s.run(None, f)[0] for f in held]) for k, s in sessions.items()}
-    sq = {k: _sqnr(outs["float32"], outs[k]) for k in ("resdsl", "ort")}
-    print(f"{model}: calibration {t_cal:.1f} s (resdsl interpreter), ORT quantize_static {t_ort:.1f} s", flush=True)
+    held_path = os.path.join(tmp, f"{model}-held.npz")
+    arrays = {f"x{i}": next(iter(f.values())) for i, f in enumerate(held)}
+    arrays.update({f"y{i}": y[None] for i, y in enumerate(outs["float32"])})
+    np.savez(held_path, **arrays)
+    return {
+        "paths": paths,
+        "qparams": qpath,
+        "held": held_path,
+        "sqnr_db": {k: _sqnr(outs["float32"], outs[k]) for k in ("resdsl", "ort")},
+        "calib_s": t_cal,
+        "ort_quantize_s": t_ort,
+    }
+
+
+def held_out_sqnr(held_path: str, run) -> float:
+    """SQNR against float32 of ``run`` (one input array -> the output array) on ``prepare``'s held-out inputs."""
+    data = np.load(held_path)
+    n = sum(1 for k in data.files if k.startswith("x"))
+    ref = np.concatenate([data[f"y{i}"] for i in range(n)])
+    return _sqnr(ref, np.concatenate([run(data[f"x{i}"]) for i in range(n)]))
+
+
+def bench(model: str, batches: list[int], calib: int, runs: int, threads: int | None, tmp: str) -> list[str]:
+    """The table rows of ``model``: the three files side by side in this process, one round after another."""
+    prep = prepare(model, tmp, calib)
+    sq = prep["sqnr_db"]
+    sessions = {k: _session(p, threads) for k, p in prep["paths"].items()}
+    print(
+        f"{model}: calibration {prep['calib_s']:.1f} s (resdsl interpreter), "
+        f"ORT quantize_static {prep['ort_quantize_s']:.1f} s",
+        flush=True,
+    )
     rows = []
     rng = np.random.default_rng(2)
+    first = sessions["float32"].get_inputs()[0]
     for batch in batches:
-        shape = (batch, *prepared.node(prepared.inputs[0]).shape[1:])
-        feed = {prepared.node(prepared.inputs[0]).attrs["name"]: rng.standard_normal(shape).astype(np.float32)}
+        feed = {first.name: rng.standard_normal((batch, *first.shape[1:])).astype(np.float32)}
         ms = _median_ms(sessions, feed, runs if batch == 1 else max(runs // 3, 5))
         rows.append(
             f"| {model} | {batch} | {ms['float32']:.2f} | {ms['resdsl']:.2f} | {ms['ort']:.2f} | "

@@ -4,10 +4,14 @@
 
 Sections: ONNX Runtime latency against ``torch.onnx.export`` of the same network
 with the same weights and against resdsl -O0; TVM (``--target llvm``) against
-ONNX Runtime on the CPU; compile time of each target; pass-pipeline cost per node
-at three depths; peak memory of compiling and running (each in its own child
-process, read with ``os.wait4`` by a small launcher); the GPU section. Ratios are always
-peer / resdsl, so above 1 means resdsl is faster (or smaller).
+ONNX Runtime on the CPU; int8 (resdsl's QDQ ONNX against ONNX Runtime's
+``quantize_static``, in ORT, and resdsl's int8 TVM module against the latter; from
+``quant.py``); float16 and bfloat16 TVM modules against float32 (from ``dtypes.py``);
+compile time of each target; pass-pipeline cost per node at three depths; peak memory
+of compiling and running (each in its own child process, read with ``os.wait4`` by a
+small launcher); the GPU section. Ratios are always peer / resdsl, so above 1 means
+resdsl is faster (or smaller); in the dtypes rows "resdsl" is the reduced dtype and
+"peer" float32. ``--only int8,dtypes`` runs just those sections.
 
 Compiling and exporting run in child processes (``run.py --child JSON``): their
 peak memory is then theirs alone, and torch never shares a process with the
@@ -34,6 +38,8 @@ TRANSFORMER = os.path.join(EXAMPLES, "transformer.py")
 PREACT = os.path.join(EXAMPLES, "preact_resnet.py")
 GPU_CHECK = os.path.join(HERE, "gpu_check.py")
 COMPILE_BUDGET_MIB = 4096
+ROUNDS, REPS = 5, 5  # shuffled blocks for TVM against another runtime or dtype (cpu_common.block_medians)
+SECTIONS = ("ort", "tvm", "int8", "dtypes", "compile", "passes", "memory", "gpu")  # --only's names
 T0 = time.perf_counter()
 
 
@@ -122,11 +128,26 @@ def run_child(task: dict) -> dict:
         req.weights = task.get("weights")
         t0 = time.perf_counter()
         graph, _ = build_graph(req)
+        if task.get("quantize"):  # as `resdsl compile --quantize QPARAMS.json` does it
+            from resdsl.commands.compile import quantized
+
+            graph = quantized(graph, task["quantize"], task["target"])
         t1 = time.perf_counter()
         emit(graph, task["out"], make_options(task["target"], provenance=graph.meta["provenance"]))
         return {"build_s": t1 - t0, "emit_s": time.perf_counter() - t1, "nodes": len(graph)}
     if kind == "torch_export":
         return torch_export(task)
+    if kind == "int8_prepare":  # calibrate; write float32, resdsl int8 and ORT int8 ONNX files
+        sys.path.insert(0, HERE)
+        import quant as quant_bench
+
+        return quant_bench.prepare(task["model"], task["dir"], task["calib"], weights=task["weights"])
+    if kind == "dtypes":  # compile and time float32, float16, bfloat16 TVM modules side by side
+        sys.path.insert(0, HERE)
+        import dtypes
+
+        rows = dtypes.compare(task["model"], 224, task["rounds"], task["repeats"], weights=task["weights"])
+        return {"rows": rows}
     if kind == "run":
         import numpy as np
         from resdsl.backends import open_artifact
@@ -215,15 +236,27 @@ class Suite:
             export_weights(graph, path)
         return path
 
-    def compile(self, model: str, target: str, level: int = 2, file: str = RESNET, weights: bool = True) -> dict:
-        key = (model, target, level)
+    def compile(
+        self,
+        model: str,
+        target: str,
+        level: int = 2,
+        file: str = RESNET,
+        weights: bool = True,
+        quantize: str | None = None,
+    ) -> dict:
+        """Compile in a child process, once per (model, target, level); ``quantize``: a qparams file."""
+        flavour = f"{target}-int8" if quantize else target
+        key = (model, flavour, level)
         if key not in self.compiled:
             ext = ".onnx" if target.startswith("onnx") else ".so"
-            out = os.path.join(self.tmp, f"{model}-{target}-O{level}{ext}")
-            say(f"compile {model} for {target} at -O{level}")
+            out = os.path.join(self.tmp, f"{model}-{flavour}-O{level}{ext}")
+            say(f"compile {model} for {flavour} at -O{level}")
             task = {"task": "compile", "file": file, "model": model, "target": target, "level": level, "out": out}
             if weights:
                 task["weights"] = self.weights(model)
+            if quantize:
+                task["quantize"] = quantize
             answer, rss = child(task)
             answer.update(path=out, rss_mib=rss)
             if "error" in answer:
@@ -259,8 +292,13 @@ class Suite:
         self.compiled[key] = answer
         return answer
 
-    def measure(self, entries: list[tuple[str, str, bool]], batch: int, seconds: float) -> dict[str, object]:
-        """Bench (label, path, ort_optimize) side by side at one batch; returns label -> BenchResult."""
+    def measure(
+        self, entries: list[tuple[str, str, bool]], batch: int, seconds: float, agree: bool = True
+    ) -> dict[str, object]:
+        """Bench (label, path, ort_optimize) side by side at one batch; returns label -> BenchResult.
+
+        ``agree``: the entries compute the same function, so outputs that differ get a note
+        (not so for int8 against float32, whose difference is in the notes as SQNR)."""
         from resdsl.backends import open_artifact
         from resdsl.backends.onnx.runner import OrtRunner
 
@@ -273,7 +311,7 @@ class Suite:
         repeat = self.args.repeat
         results, _ = bench(arts, [batch], repeat, warmup=2, max_seconds=seconds, progress=say)
         worst = max((r.max_rel_error_vs_first or 0.0) for r in results)
-        if worst > 1e-3:
+        if agree and worst > 1e-3:
             self.notes.append(f"outputs differ ({worst:.1e}) among {', '.join(e[0] for e in entries)} at batch {batch}")
         return {r.artifact: r for r in results}
 
@@ -353,6 +391,121 @@ class Suite:
             ratio(peer.median_ms, ours.median_ms),
             note=f"{ours.repeat} runs, default compile (Winograd, shipped tile book; no tuning)",
         )
+
+    def int8_files(self, model: str) -> dict:
+        """``benchmarks/quant.py``'s ``prepare`` in a child process, once per model: the float32,
+        resdsl int8 and ORT int8 ONNX files, the qparams file, the SQNR of each int8 file."""
+        key = (model, "int8-prepare", 2)
+        if key not in self.compiled:
+            say(f"int8: calibrate {model}, quantize_static")
+            task = {"task": "int8_prepare", "model": model, "dir": self.tmp, "calib": 8, "weights": self.weights(model)}
+            answer, _ = child(task)
+            if "error" in answer:
+                raise RuntimeError(f"int8 preparation of {model} failed: {answer['error']}")
+            self.notes.append(
+                f"int8 {model}: both int8 files quantize resdsl's float32 -O2 ONNX with the same 8 random "
+                "calibration inputs (minmax, per-channel int8 weights, uint8 activations, QDQ); "
+                f"calibration {answer['calib_s']:.1f} s (resdsl interpreter), quantize_static "
+                f"{answer['ort_quantize_s']:.1f} s; SQNR vs float32 on 4 held-out inputs"
+            )
+            self.compiled[key] = answer
+        return self.compiled[key]
+
+    def int8(self, model: str, batches: tuple[int, ...]) -> None:
+        section = "int8"
+        prep = self.int8_files(model)
+        paths, sq = prep["paths"], prep["sqnr_db"]
+        entries = [
+            (f"{model} resdsl int8", paths["resdsl"], True),
+            (f"{model} ORT int8", paths["ort"], True),
+            (f"{model} float32", paths["float32"], True),
+        ]
+        for batch in batches:
+            say(f"int8 {model} batch {batch}")
+            r = self.measure(entries, batch, self.args.seconds, agree=False)
+            ours, peer, f32 = (r[e[0]] for e in entries)
+            self.add(
+                section,
+                f"{model} b{batch}: resdsl int8 QDQ ONNX vs ORT quantize_static, in ORT",
+                fmt_ms(ours.median_ms),
+                fmt_ms(peer.median_ms),
+                ratio(peer.median_ms, ours.median_ms),
+                note=f"SQNR vs float32: resdsl {sq['resdsl']:.1f} dB, ORT {sq['ort']:.1f} dB; "
+                f"float32 {fmt_ms(f32.median_ms)}; {ours.repeat} runs; p10-p90 {ours.p10_ms:.0f}-{ours.p90_ms:.0f} ms",
+            )
+
+    def int8_tvm(self, model: str) -> None:
+        sys.path.insert(0, HERE)
+        import quant as quant_bench
+
+        section = "int8"
+        prep = self.int8_files(model)
+        tvm = self.compile(model, "llvm", quantize=prep["qparams"])
+        what = f"{model} b1: resdsl --target llvm --quantize (TVM) vs ORT quantize_static in ORT"
+        if "error" in tvm:
+            self.add(section, what, "-", "-", "-", note=f"compile failed: {tvm['error']}")
+            return
+        say(f"int8 {model}: TVM llvm vs ORT quantize_static")
+        labels = (f"{model} llvm int8", f"{model} ORT int8")
+        ms, runners = self.blocks({labels[0]: tvm["path"], labels[1]: prep["paths"]["ort"]}, 1, ROUNDS, REPS)
+        runner = runners[labels[0]]
+        name = runner.inputs[0].name
+        sq = quant_bench.held_out_sqnr(prep["held"], lambda x: next(iter(runner.run({name: x}).values())))
+        self.add(
+            section,
+            what,
+            fmt_ms(ms[labels[0]]),
+            fmt_ms(ms[labels[1]]),
+            ratio(ms[labels[1]], ms[labels[0]]),
+            note=f"SQNR vs float32: TVM {sq:.1f} dB, ORT {prep['sqnr_db']['ort']:.1f} dB; median of {ROUNDS} "
+            f"shuffled block medians of {REPS}; compile {tvm['build_s'] + tvm['emit_s']:.0f} s",
+        )
+
+    def blocks(self, paths: dict[str, str], batch: int, rounds: int, reps: int) -> tuple[dict[str, float], dict]:
+        """Median ms of each artifact over ``rounds`` shuffled blocks of ``reps`` runs
+        (``cpu_common.block_medians``), on the same input arrays; also returns the runners.
+
+        Why blocks for TVM against ORT: run by run, on 2 cores, ORT's resnet18 int8 took
+        16-20 ms right after each TVM run against 5 ms alone (the two runtimes' thread pools);
+        in blocks, each opened by an untimed run, it took its 5 ms."""
+        import numpy as np
+
+        sys.path.insert(0, HERE)
+        from cpu_common import block_medians
+        from resdsl.backends import open_artifact
+
+        from resdsl.bench import make_feeds
+
+        runners = {label: open_artifact(path, "cpu") for label, path in paths.items()}
+        cache: dict = {}
+        feeds = {label: make_feeds(r.inputs, batch, 0, cache) for label, r in runners.items()}
+        runs = {label: (lambda r=r, f=feeds[label]: r.run(f)) for label, r in runners.items()}
+        for run in runs.values():
+            run()
+        medians = block_medians(runs, rounds, reps)
+        return {label: 1e3 * float(np.median(v)) for label, v in medians.items()}, runners
+
+    def dtypes(self, model: str) -> None:
+        """``benchmarks/dtypes.py``'s ``compare`` in a child process: it compiles and times the
+        three batch-1 modules side by side itself (shuffled blocks, ``cpu_common.block_medians``)."""
+        section = "dtypes"
+        rounds, repeats = ROUNDS, REPS
+        say(f"dtypes {model}: compile and time float32, float16, bfloat16 (TVM llvm)")
+        task = {"task": "dtypes", "model": model, "rounds": rounds, "repeats": repeats, "weights": self.weights(model)}
+        answer, _ = child(task, timeout=1800)
+        if "error" in answer:
+            raise RuntimeError(f"dtypes {model} failed: {answer['error']}")
+        f32, *reduced = answer["rows"]
+        for r in reduced:
+            self.add(
+                section,
+                f"{model} b1: TVM llvm {r['dtype']} vs float32",
+                fmt_ms(r["ms"]),
+                fmt_ms(f32["ms"]),
+                ratio(f32["ms"], r["ms"]),
+                note=f"max rel. error vs the {r['dtype']} interpreter {r['err']:.1e} (vs float32's {r['err_f32']:.1e}); "
+                f"compile {r['compile_s']:.0f} s vs {f32['compile_s']:.0f} s; median of {rounds} block medians of {repeats}",
+            )
 
     def compile_times(self, model: str) -> None:
         section = "compile time"
@@ -514,7 +667,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=20, help="timed runs per latency row, at most (default 20)")
     parser.add_argument("--seconds", type=float, default=25, help="time budget per ORT latency group (default 25)")
     parser.add_argument("--out", help="markdown file (default benchmarks/results-<date>.md)")
-    parser.add_argument("--only", metavar="S[,S...]", help="sections to run: ort, tvm, compile, passes, memory, gpu")
+    parser.add_argument("--only", metavar="S[,S...]", help=f"sections to run: {', '.join(SECTIONS)} (default all)")
     parser.add_argument("--launch", help=argparse.SUPPRESS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -524,6 +677,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(run_child(json.loads(args.child))))
         return 0
+    if args.only:
+        unknown = set(args.only.split(",")) - set(SECTIONS)
+        if unknown:
+            parser.error(f"--only: unknown section(s) {', '.join(sorted(unknown))}; use {', '.join(SECTIONS)}")
     sys.path.insert(0, ROOT)
     from resdsl.bench import today
 
@@ -543,6 +700,12 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 suite.notes.append("examples/transformer.py is missing: no transformer row")
             sections += [
+                ("int8", suite.int8, ("resnet18", (1, 8))),
+                ("int8", suite.int8, ("resnet50", (1, 8))),
+                ("int8", suite.int8_tvm, ("resnet18",)),
+                ("int8", suite.int8_tvm, ("resnet50",)),
+                ("dtypes", suite.dtypes, ("resnet18",)),
+                ("dtypes", suite.dtypes, ("resnet50",)),
                 ("compile", suite.compile_times, ("resnet50",)),
                 ("passes", suite.pass_cost, ()),
                 ("memory", suite.memory, ()),
