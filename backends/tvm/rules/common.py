@@ -89,6 +89,13 @@ def parallel_vectorize(sch, block, lanes: int) -> None:
     inner = None
     if nspatial == len(loops):  # purely spatial: vectorise the innermost loop
         extent = int_extent(sch.get(spatial[-1]).extent)
+        if extent is not None and extent < lanes and len(spatial) > 1:
+            # a short innermost axis (the 4 channels of the padded int8 input): vectorise it
+            # with the one outside it
+            outer_extent = int_extent(sch.get(spatial[-2]).extent)
+            if outer_extent is not None:
+                spatial = [*spatial[:-2], sch.fuse(spatial[-2], spatial[-1])]
+                extent = outer_extent * extent
         if extent is not None and extent >= lanes:
             vec = divisor(extent, lanes, power_of_two=True)
             if vec > 1:
