@@ -118,6 +118,8 @@ def _vectorize_over_reduction(sch, block, loops, nspatial: int, lanes: int) -> b
     stmt = sch.get(block)
     if extent is None or extent < lanes or stmt.iter_vars[nspatial - 1].var not in _last_indices(stmt):
         return False
+    if "bfloat16" in str(stmt.body.buffer.dtype):  # TVM's bfloat16 legalisation of a vector reduction
+        return False  # stores bfloat16x16 into the uint16 storage: LLVM refuses it
     vec = divisor(extent, lanes, power_of_two=True)
     if vec < 4:
         return False
