@@ -187,3 +187,26 @@ def test_digits_int8_accuracy_within_half_a_point(tmp_path):
     assert float_acc > 0.95
     assert float_acc - accuracy(qgraph, OnnxOptions(), "q.onnx") <= 0.005
     assert float_acc - accuracy(qgraph, LlvmOptions(), "q.so") <= 0.005
+
+
+def test_int8_check_allows_rounding_and_catches_errors(tmp_path, capsys):
+    """``run --check`` on an int8 artifact: requantization roundings (values one step off, a rare one
+    two) pass; a wrong scale, one value four steps off, or 2% two steps off fail."""
+    from resdsl.commands.run import _check_quantized
+
+    _, qgraph, _ = _quantized(tmp_path)
+    feeds = resdsl.random_inputs(qgraph, 50, seed=2)
+    want = resdsl.interpret(qgraph, feeds)["logits"]
+    step = float(qgraph.node(qgraph.outputs[0][1]).attrs["scale"])
+    flat = np.arange(want.size)
+    rounding = want.copy().ravel()
+    rounding[flat % 200 == 0] += step  # 0.5% one step off
+    rounding[7] -= 2 * step
+    assert _check_quantized(qgraph, feeds, {"logits": rounding.reshape(want.shape)}) == 0
+    assert "within one step" in capsys.readouterr().out
+    assert _check_quantized(qgraph, feeds, {"logits": want * 1.1 + 3 * step}) == 1  # a wrong scale
+    far = want.copy().ravel()
+    far[3] += 4 * step
+    assert _check_quantized(qgraph, feeds, {"logits": far.reshape(want.shape)}) == 1
+    many = want + 2 * step * (flat.reshape(want.shape) % 50 == 0)  # 2% two steps off: more than rounding
+    assert _check_quantized(qgraph, feeds, {"logits": many}) == 1

@@ -234,9 +234,21 @@ def _check(graph, feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray], 
     return 0
 
 
+# How far an int8 runtime may be from the int8 interpreter, in steps of the output's grid. A
+# runtime requantizes each layer with its own float roundings (ONNX Runtime and TVM multiply the
+# int32 accumulator by s_x s_w / s_y; the interpreter divides the float conv by s_y): where a value
+# lies within a float32 rounding of a half step, the two round to neighbouring grid points, and
+# the layers after it carry that one step on. On resnet50 (random weights, 4 seeds x 2 images)
+# ONNX Runtime and TVM alike: ~72% of the logits equal the interpreter's, 99.9% within one step,
+# none beyond two. A wrong scale, layout or zero point moves most values by many steps.
+WITHIN_ONE_STEP = 0.99  # at least this share of each output within one step
+MAX_STEPS = 3.0  # and none further than this
+
+
 def _check_quantized(graph, feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> int:
-    """An int8 artifact against the int8 (QDQ) interpreter: within one quantization step of each
-    output (the scale of its final dequantize), as runtimes may requantize with other roundings."""
+    """An int8 artifact against the int8 (QDQ) interpreter, in quantization steps of each output (the
+    scale of its final dequantize): ``WITHIN_ONE_STEP`` of the values within one step, none beyond
+    ``MAX_STEPS`` (why: the comment above)."""
     from resdsl.interpreter import interpret
 
     want = interpret(graph, feeds)
@@ -244,13 +256,26 @@ def _check_quantized(graph, feeds: dict[str, np.ndarray], outputs: dict[str, np.
     for name, nid in graph.outputs:
         node = graph.node(nid)
         step = float(np.max(node.attrs["scale"])) if node.op == "dequantize" else 0.0
-        err = float(np.max(np.abs(np.asarray(outputs[name], np.float64) - want[name]))) if want[name].size else 0.0
-        steps = err / step if step else float("inf") * err
-        print(f"check {name}: max abs error {err:.3e} = {steps:.2f} quantization steps vs the int8 interpreter")
-        if not steps <= 1.0 + 1e-3:  # two values on the grid differ by whole steps, up to float rounding
+        diff = np.abs(np.asarray(outputs[name], np.float64) - want[name]).ravel()
+        if not diff.size:
+            continue
+        steps = diff / step if step else np.where(diff > 0, np.inf, 0.0)
+        slack = 1e-3  # two values on the grid differ by whole steps, up to float rounding
+        within, exact = float(np.mean(steps <= 1 + slack)), float(np.mean(steps <= slack))
+        print(
+            f"check {name}: max abs error {diff.max():.3e} = {steps.max():.2f} quantization steps vs the int8 "
+            f"interpreter; {exact:.1%} equal, {within:.2%} within one step"
+        )
+        if not (within >= WITHIN_ONE_STEP and steps.max() <= MAX_STEPS + slack):
             failed.append(name)
     if failed:
-        print(f"FAILED: {', '.join(failed)} differ from the int8 interpreter by more than one quantization step")
+        print(
+            f"FAILED: {', '.join(failed)} differ from the int8 interpreter by more than rounding "
+            f"(need {WITHIN_ONE_STEP:.0%} within one quantization step, none beyond {MAX_STEPS:.0f})"
+        )
         return 1
-    print("OK: within one quantization step of the int8 reference interpreter")
+    print(
+        f"OK: the int8 reference interpreter's values up to requantization rounding "
+        f"({WITHIN_ONE_STEP:.0%} within one quantization step, none beyond {MAX_STEPS:.0f})"
+    )
     return 0
