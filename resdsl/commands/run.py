@@ -239,43 +239,44 @@ def _check(graph, feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray], 
 # int32 accumulator by s_x s_w / s_y; the interpreter divides the float conv by s_y): where a value
 # lies within a float32 rounding of a half step, the two round to neighbouring grid points, and
 # the layers after it carry that one step on. On resnet50 (random weights, 4 seeds x 2 images)
-# ONNX Runtime and TVM alike: ~72% of the logits equal the interpreter's, 99.9% within one step,
-# none beyond two. A wrong scale, layout or zero point moves most values by many steps.
-WITHIN_ONE_STEP = 0.99  # at least this share of each output within one step
+# ONNX Runtime and TVM alike, with rounded logits: ~72% equal to the interpreter's, 99.9% within
+# one step, none beyond two, mean 0.28 steps; with the logits unrounded (the default) the mean
+# error is ~0.3 steps. A wrong scale, layout or zero point moves most values by many steps.
+MEAN_STEPS = 0.5  # the mean error, in steps
 MAX_STEPS = 3.0  # and none further than this
 
 
 def _check_quantized(graph, feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> int:
-    """An int8 artifact against the int8 (QDQ) interpreter, in quantization steps of each output (the
-    scale of its final dequantize): ``WITHIN_ONE_STEP`` of the values within one step, none beyond
-    ``MAX_STEPS`` (why: the comment above)."""
+    """An int8 artifact against the int8 (QDQ) interpreter, in quantization steps of each output
+    (``quant.output_step``: the grid it has, or would have had if rounded): a mean error of at most
+    ``MEAN_STEPS``, none beyond ``MAX_STEPS`` (why: the comment above)."""
     from resdsl.interpreter import interpret
+    from resdsl.quant import output_step
 
     want = interpret(graph, feeds)
     failed = []
-    for name, nid in graph.outputs:
-        node = graph.node(nid)
-        step = float(np.max(node.attrs["scale"])) if node.op == "dequantize" else 0.0
+    for name, _ in graph.outputs:
+        step = output_step(graph, name)
         diff = np.abs(np.asarray(outputs[name], np.float64) - want[name]).ravel()
         if not diff.size:
             continue
         steps = diff / step if step else np.where(diff > 0, np.inf, 0.0)
         slack = 1e-3  # two values on the grid differ by whole steps, up to float rounding
-        within, exact = float(np.mean(steps <= 1 + slack)), float(np.mean(steps <= slack))
+        mean = float(np.mean(steps))
         print(
             f"check {name}: max abs error {diff.max():.3e} = {steps.max():.2f} quantization steps vs the int8 "
-            f"interpreter; {exact:.1%} equal, {within:.2%} within one step"
+            f"interpreter, mean {mean:.2f} steps"
         )
-        if not (within >= WITHIN_ONE_STEP and steps.max() <= MAX_STEPS + slack):
+        if not (mean <= MEAN_STEPS and steps.max() <= MAX_STEPS + slack):
             failed.append(name)
     if failed:
         print(
             f"FAILED: {', '.join(failed)} differ from the int8 interpreter by more than rounding "
-            f"(need {WITHIN_ONE_STEP:.0%} within one quantization step, none beyond {MAX_STEPS:.0f})"
+            f"(need a mean error of at most {MEAN_STEPS} quantization steps, none beyond {MAX_STEPS:.0f})"
         )
         return 1
     print(
         f"OK: the int8 reference interpreter's values up to requantization rounding "
-        f"({WITHIN_ONE_STEP:.0%} within one quantization step, none beyond {MAX_STEPS:.0f})"
+        f"(mean error at most {MEAN_STEPS} quantization steps, none beyond {MAX_STEPS:.0f})"
     )
     return 0

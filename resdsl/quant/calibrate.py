@@ -23,7 +23,7 @@ from resdsl.driver import CompileRequest, build_graph
 from resdsl.errors import ResdslError
 from resdsl.interpreter import interpret
 from resdsl.ir import Graph
-from resdsl.passes.quantize import QParams, Quantize, grid_source, quantization_points, split_joins
+from resdsl.passes.quantize import QParams, Quantize, grid_source, is_final_output, quantization_points, split_joins
 
 METHODS = ("minmax", "percentile", "entropy")
 FORMAT = "resdsl.qparams/1"
@@ -153,6 +153,8 @@ def calibrate(graph: Graph, feeds: list[dict], method: str = "minmax") -> dict[s
         raise ResdslError(f"unknown calibration method {method!r}", hint=f"use one of {', '.join(METHODS)}")
     points = {graph.node(n).name for n in quantization_points(graph, "requant")}
     points |= {graph.node(n).name for n in quantization_points(graph, "float")}
+    # the unrounded outputs' ranges too: the grid run --check measures their error in
+    points |= {graph.node(n).name for n in graph.topo_order() if is_final_output(graph, n)}
     ranges = {name: _Range(method) for name in points}
     passes = [_Range.add, _Range.add_hist] if method == "entropy" else [_Range.add]
     for record in passes:
@@ -260,3 +262,14 @@ def apply_qparams(graph: Graph, doc: Mapping[str, Any], where: str = "the qparam
     out.verify()
     out.meta["provenance"] = {**graph.meta.get("provenance", {}), "quantized": dict(doc)}
     return out
+
+
+def output_step(graph: Graph, name: str) -> float:
+    """The quantization step of the int8 ``graph``'s output ``name``: its final dequantize's scale, or
+    for an output left unrounded (``passes.quantize.is_final_output``) the grid it was calibrated
+    to; 0 when neither (a float output of no calibrated node)."""
+    nid = dict(graph.outputs)[name]
+    node = graph.node(nid)
+    if node.op == "dequantize":
+        return float(np.max(node.attrs["scale"]))
+    return float(graph.meta.get("output_steps", {}).get(name, 0.0))
