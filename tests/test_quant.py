@@ -114,7 +114,9 @@ def test_cli_quantize_compile_run_check(tmp_path, capsys):
     qp, art = str(tmp_path / "r.qparams.json"), str(tmp_path / "r.onnx")
     model = [CIFAR, "--model", "resnet20", "--arg", "image_size=16"]
     code, out, _ = _cli(capsys, "quantize", *model, "--calib-random", "4", "-o", qp)
-    assert code == 0 and "SQNR" in out and "top-1 agreement" in out and "layer3.2.conv2" in out and "output logits" in out
+    assert (
+        code == 0 and "SQNR" in out and "top-1 agreement" in out and "layer3.2.conv2" in out and "output logits" in out
+    )
     assert _cli(capsys, "compile", *model, "--quantize", qp, "-o", art)[0] == 0
     code, out, _ = _cli(capsys, "run", art, "--random", "--batch", "2", "--check", CIFAR)
     assert code == 0 and "int8 interpreter" in out and "OK" in out, out
