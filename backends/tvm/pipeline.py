@@ -42,7 +42,7 @@ from resdsl.errors import ResdslError
 
 from .mutator import mutator_pass
 from .nan import nan_legalize
-from .target import has_vnni, lanes_of
+from .target import has_vnni, lanes_of, vnni_lanes
 from .winograd import winograd_passes
 
 # ---------------------------------------------------------------- the pipeline
@@ -140,7 +140,7 @@ def schedule_passes(target, db: str | None = None, tiles: Mapping | None = None,
         if cuda_rules:
             passes.append(dlight.ApplyDefaultSchedule(*gpu_rules()))
         return passes
-    passes.append(dlight.ApplyDefaultSchedule(*cpu_rules(lanes_of(target), tiles)))
+    passes.append(dlight.ApplyDefaultSchedule(*cpu_rules(lanes_of(target), tiles, vnni_lanes(dict(target.export())))))
     # Weight packing (see _pack_weight): split the copies out, then run them now.
     passes += [relax.transform.SplitLayoutRewritePreproc(), relax.transform.FoldConstant()]
     return passes
@@ -200,14 +200,15 @@ def pipeline(
     return _pipeline
 
 
-def cpu_rules(lanes: int, tiles: Mapping | None = None) -> list:
-    """The CPU DLight rules, most specific first; ``tiles`` as for ``rules.kernel.schedule_kernel``."""
+def cpu_rules(lanes: int, tiles: Mapping | None = None, int8_lanes: int = 0) -> list:
+    """The CPU DLight rules, most specific first; ``tiles`` as for ``rules.kernel.schedule_kernel``;
+    ``int8_lanes`` the ``vpdpbusd`` width (``target.vnni_lanes``; 0: no int8 kernels)."""
     from .rules.elementwise import Elementwise
     from .rules.int8 import Int8Kernel
     from .rules.kernel import Kernel
     from .rules.rows import Rows
 
-    return [Int8Kernel(), Kernel(lanes, tiles), Rows(lanes), Elementwise(lanes)]
+    return [Int8Kernel(int8_lanes), Kernel(lanes, tiles), Rows(lanes), Elementwise(lanes)]
 
 
 def gpu_rules() -> list:

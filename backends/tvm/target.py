@@ -72,10 +72,24 @@ def isa_flags(tdict: dict[str, Any] | None = None) -> list[str]:
     return sorted({isa_name(f) for f in flags if f.startswith(ISA_PREFIXES)})
 
 
+def vnni_lanes(tdict: dict[str, Any]) -> int:
+    """The int32 lanes of the ``vpdpbusd`` an llvm library for ``tdict`` may use: 16 with AVX-512 VNNI
+    (zmm), 8 with AVX-VNNI only (ymm, e.g. ``--mcpu alderlake``), 0 without either. The int8
+    kernels (``rules.int8``) need one; plain AVX2 has no non-saturating u8 x s8 dot product
+    (``vpmaddubsw`` saturates at int16), so there an int8 graph runs float kernels on dequantized
+    weights. From the ISA flags, not the vector width: LLVM would have to split a 512-bit
+    ``vpdpbusd`` on a 256-bit CPU, and cannot (it aborts the process)."""
+    if tdict.get("kind") != "llvm":
+        return 0
+    flags = set(isa_flags(tdict))
+    if "avx512vnni" in flags and "avx512f" in flags:
+        return 16
+    return 8 if "avxvnni" in flags else 0
+
+
 def has_vnni(tdict: dict[str, Any]) -> bool:
-    """Whether an llvm library for ``tdict`` may use AVX-512 VNNI (``vpdpbusd``): the int8 kernels
-    (``rules.int8``) need it; AVX-VNNI's 256-bit form and plain AVX2 are not used yet."""
-    return tdict.get("kind") == "llvm" and "avx512vnni" in isa_flags(tdict)
+    """Whether an llvm library for ``tdict`` gets int8 kernels (``vnni_lanes``)."""
+    return vnni_lanes(tdict) > 0
 
 
 def llvm_target(cpu: CpuInfo | None = None, mcpu: str | None = None) -> dict[str, Any]:

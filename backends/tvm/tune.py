@@ -26,7 +26,7 @@ from resdsl.ir import Graph
 
 from .errors import tvm_error_line
 from .pipeline import cpu_rules, fused_module
-from .target import lanes_of
+from .target import lanes_of, vnni_lanes
 
 BUILD_TIMEOUT_S = 120.0
 RUN_TIMEOUT_S = 60.0
@@ -152,7 +152,9 @@ def _seed_with_rules(extracted, report: TuneReport, target, database, builder, r
     """
     from tvm.s_tir import meta_schedule as ms
 
-    rules = cpu_rules(lanes_of(target)) if target.kind.name == "llvm" else []
+    rules = (
+        cpu_rules(lanes_of(target), int8_lanes=vnni_lanes(dict(target.export()))) if target.kind.name == "llvm" else []
+    )
     device = "cpu" if target.kind.name == "llvm" else target.kind.name
     seeds = []  # (task index, schedule, arg info)
     for i, task in enumerate(extracted):

@@ -27,7 +27,8 @@ from tvm.s_tir.dlight.base import ScheduleRule
 from .common import block_index, int_extent, operand
 from .kernel import _ACC_REGISTERS, _is_constant_weight, _pad_per_tile, _prepare_mac, default_tile, mac_shape
 
-VECTOR = 16  # int32 lanes of a zmm register
+# int32 lanes of the vector unit: 16 (AVX-512 VNNI: zmm) or 8 (AVX-VNNI: ymm); a zmm by default
+VECTOR = 16
 DEPTH = 4  # input channels one vpdpbusd lane sums
 
 
@@ -39,11 +40,12 @@ def is_int8_mac(sch, mac) -> bool:
     return str(stmt.body.buffer.dtype) == "int32" and _dtype(a) == "uint8" and _dtype(b) == "int8"
 
 
-def schedule_int8(func):
-    """VNNI-tile the uint8 x int8 convolution in ``func``; None when it is not one (or does not fit)."""
+def schedule_int8(func, lanes: int = VECTOR):
+    """VNNI-tile the uint8 x int8 convolution in ``func`` with ``lanes`` int32 accumulator lanes (16:
+    AVX-512 VNNI, 8: AVX-VNNI); None when it is not one (or does not fit)."""
     from tvm import s_tir, tirx
 
-    prepared = _prepare_mac(func, VECTOR)
+    prepared = _prepare_mac(func, lanes)
     if prepared is None:
         return None
     sch, mac, blocks = prepared
@@ -53,7 +55,7 @@ def schedule_int8(func):
     spatial = [iv for iv in stmt.iter_vars if iv.iter_type == tirx.IterVar.DataPar]
     reduction = [iv for iv in stmt.iter_vars if iv.iter_type != tirx.IterVar.DataPar]
     cols, depth = int_extent(spatial[-1].dom.extent), int_extent(reduction[-1].dom.extent)
-    if cols is None or depth is None or cols % VECTOR or depth % DEPTH:
+    if cols is None or depth is None or cols % lanes or depth % DEPTH:
         return None
     pos = block_index(sch, blocks, mac)
     producers, consumers = blocks[:pos], blocks[pos + 1 :]
@@ -70,17 +72,17 @@ def schedule_int8(func):
         producers = [b for b, feeds_mac in zip(producers, feeds) if feeds_mac]
         for b in consumers[:-1]:
             sch.compute_inline(b)
-        tile_loop, dot = _tile(sch, mac, consumers[-1] if consumers else None)
+        tile_loop, dot = _tile(sch, mac, consumers[-1] if consumers else None, lanes)
         for b in producers:
-            _pad_per_tile(sch, b, tile_loop, VECTOR)
+            _pad_per_tile(sch, b, tile_loop, lanes)
         data = operand(sch.get(mac).body.value.b.a)
-        sch.tensorize(dot, dot_intrin(data.source.scope()))
+        sch.tensorize(dot, dot_intrin(data.source.scope(), lanes))
     except s_tir.ScheduleError:
         return None
     return sch
 
 
-def _tile(sch, mac, epilogue):
+def _tile(sch, mac, epilogue, lanes: int):
     """Tile ``mac``; returns the parallel tile loop and the 16 x 4 loop nest to tensorize."""
     from tvm import tirx
 
@@ -89,10 +91,10 @@ def _tile(sch, mac, epilogue):
     loops = sch.get_loops(mac)
     spatial, reduction = loops[:nspatial], loops[nspatial:]
     shape = mac_shape(sch, mac)
-    tile = default_tile(shape, VECTOR)
-    reg = tile.reg if tile.rows * tile.reg <= _ACC_REGISTERS[VECTOR] else 1
-    width = reg * VECTOR
-    c_o, c_r, c_v = sch.split(spatial[-1], [None, reg, VECTOR])
+    tile = default_tile(shape, lanes)
+    reg = tile.reg if tile.rows * tile.reg <= _ACC_REGISTERS[lanes] else 1
+    width = reg * lanes
+    c_o, c_r, c_v = sch.split(spatial[-1], [None, reg, lanes])
     r_o, r_i = sch.split(spatial[-2], [None, tile.rows])
     k_o, k_i = sch.split(reduction[-1], [None, DEPTH])
     outer = [*spatial[:-2], r_o]
@@ -120,39 +122,42 @@ def _tile(sch, mac, epilogue):
     sch.vectorize(sch.get_loops(init)[-1])
     last = sch.get_loops(store)[-1]
     extent = int_extent(sch.get(last).extent)
-    if extent is not None and extent % VECTOR == 0 and extent > VECTOR:
-        last = sch.split(last, [None, VECTOR])[-1]
+    if extent is not None and extent % lanes == 0 and extent > lanes:
+        last = sch.split(last, [None, lanes])[-1]
     sch.vectorize(last)
     return tile_loop, c_v
 
 
-def dot_intrin(data_scope: str) -> str:
-    """``C[i] += sum_k int32(A[k]) * int32(B[i, k])`` for 16 x 4, as one ``vpdpbusd``, with ``C`` in
-    the ``local`` scope: TVM's ``VNNI_DOT_16x4_INTRIN`` declares its accumulator global, and the
-    tile accumulates in a local buffer (which LLVM keeps in registers), so it does not match; and
-    the LLVM that TVM 0.27 links declares ``llvm.x86.avx512.vpdpbusd.512`` over ``<64 x i8>``
+def dot_intrin(data_scope: str, lanes: int = VECTOR) -> str:
+    """``C[i] += sum_k int32(A[k]) * int32(B[i, k])`` for ``lanes`` x 4, as one ``vpdpbusd`` (zmm for
+    16 lanes, ymm for 8: AVX-512 VNNI or AVX-VNNI, the same LLVM intrinsic), with ``C`` in the
+    ``local`` scope: TVM's ``VNNI_DOT_16x4_INTRIN`` declares its accumulator global, and the tile
+    accumulates in a local buffer (which LLVM keeps in registers), so it does not match; and the
+    LLVM that TVM 0.27 links declares ``llvm.x86.avx512.vpdpbusd.512`` over ``<64 x i8>``
     operands, where TVM's intrinsic passes ``<16 x i32>`` (LLVM's verifier rejects it).
     ``data_scope``: where the input bytes are (``local`` when the tile pads its patch)."""
     from tvm.s_tir import TensorIntrin
     from tvm.script import tirx as T
 
-    name = f"resdsl_dot_16x4_u8i8i32_vnni_{data_scope}"
+    name = f"resdsl_dot_{lanes}x4_u8i8i32_vnni_{data_scope}"
     try:
         TensorIntrin.get(name)
         return name
     except ValueError:
         pass
+    acc, data, bits = f"int32x{lanes}", f"int8x{4 * lanes}", 32 * lanes
+    llvm_name = f"llvm.x86.avx512.vpdpbusd.{bits}"
 
     @T.prim_func(s_tir=True)
     def desc(
         A: T.Buffer((4,), "uint8", offset_factor=1, scope=data_scope),
-        B: T.Buffer((16, 4), "int8", offset_factor=1),
-        C: T.Buffer((16,), "int32", offset_factor=1, scope="local"),
+        B: T.Buffer((lanes, 4), "int8", offset_factor=1),
+        C: T.Buffer((lanes,), "int32", offset_factor=1, scope="local"),
     ) -> None:
         with T.sblock("root"):
-            T.reads(C[0:16], A[0:4], B[0:16, 0:4])
-            T.writes(C[0:16])
-            for i in T.serial(0, 16):
+            T.reads(C[0:lanes], A[0:4], B[0:lanes, 0:4])
+            T.writes(C[0:lanes])
+            for i in T.serial(0, lanes):
                 for k in T.serial(0, 4):
                     with T.sblock("update"):
                         vi, vk = T.axis.remap("SR", [i, k])
@@ -161,19 +166,19 @@ def dot_intrin(data_scope: str) -> str:
     @T.prim_func(s_tir=True)
     def impl(
         A: T.Buffer((4,), "uint8", offset_factor=1, scope=data_scope),
-        B: T.Buffer((16, 4), "int8", offset_factor=1),
-        C: T.Buffer((16,), "int32", offset_factor=1, scope="local"),
+        B: T.Buffer((lanes, 4), "int8", offset_factor=1),
+        C: T.Buffer((lanes,), "int32", offset_factor=1, scope="local"),
     ) -> None:
         with T.sblock("root"):
-            T.reads(C[0:16], A[0:4], B[0:16, 0:4])
-            T.writes(C[0:16])
+            T.reads(C[0:lanes], A[0:4], B[0:lanes, 0:4])
+            T.writes(C[0:lanes])
             a = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
-            C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
-                C.vload([0], dtype="int32x16"),
-                T.reinterpret(T.broadcast(a, 16), dtype="int8x64"),
-                B.vload([0, 0], dtype="int8x64"),
-                dtype="int32x16",
+            C[T.ramp(T.int32(0), 1, lanes)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(llvm_name),
+                C.vload([0], dtype=acc),
+                T.reinterpret(T.broadcast(a, lanes), dtype=data),
+                B.vload([0, 0], dtype=data),
+                dtype=acc,
             )
 
     TensorIntrin.register(name, desc, impl)
@@ -183,8 +188,11 @@ def dot_intrin(data_scope: str) -> str:
 class Int8Kernel(ScheduleRule):
     """``schedule_int8`` as a DLight rule (listed before ``Kernel`` on a target with VNNI)."""
 
+    def __init__(self, lanes: int = VECTOR) -> None:
+        self.lanes = lanes
+
     def apply(self, func, target, tunable):
-        return schedule_int8(func)
+        return schedule_int8(func, self.lanes) if self.lanes in (8, 16) else None
 
 
 def _dtype(expr) -> str:
