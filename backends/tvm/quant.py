@@ -34,13 +34,12 @@ from typing import Any
 import numpy as np
 
 from resdsl.ir import Node
+from resdsl.ops.quant import QUANT_DTYPES, dequantize_ref
 from resdsl.shapes import pair
 
 # ``lower.py`` registers these in its table (this module does not import it: no cycle);
 # ``cx`` is its ``Lowerer``.
 Lowerer = Any
-
-RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int32": (-(2**31), 2**31 - 1)}
 
 
 def _qparams(cx: Lowerer, node: Node, zp_dtype: str):
@@ -72,7 +71,7 @@ def quantize(cx: Lowerer, node: Node, args: list):
     if not _per_tensor(node):
         scale, zp = _qparams(cx, node, node.dtype)
         return cx.op.quantize(args[0], scale, zp, axis=_axis(node), out_dtype=node.dtype)
-    op, lo, hi = cx.op, *RANGES[node.dtype]
+    op, lo, hi = cx.op, *QUANT_DTYPES[node.dtype]
     scaled = cx.emit(op.divide(args[0], cx.scalar(node.attrs["scale"])), node)
     shifted = cx.emit(op.add(cx.emit(op.round(scaled), node), cx.scalar(node.attrs["zero_point"])), node)
     # maximum/minimum, not clip: clip has no layout rule either
@@ -100,8 +99,6 @@ def _grid(cx: Lowerer, node: Node) -> tuple[float, int, str]:
 def dequantize(cx: Lowerer, node: Node, args: list):
     source = cx.graph.node(cx.graph.args(node.id)[0])
     if source.op == "param":  # a quantized weight or bias: dequantized here, once, by the reference
-        from resdsl.ops.quant import dequantize_ref
-
         value = dequantize_ref(cx.graph.parameters[source.attrs["name"]], **node.attrs)
         return cx.relax.const(value, "float32")
     if not _per_tensor(node):
@@ -155,7 +152,7 @@ def int8_conv(cx: Lowerer, node: Node):
     if bias is None:
         return None
     correction = bias - zx * wq.reshape(oc, -1).sum(axis=1)
-    lo, hi = RANGES["int32"]
+    lo, hi = QUANT_DTYPES["int32"]
     if correction.min() < lo or correction.max() > hi:
         return None
     op, relax = cx.op, cx.relax
@@ -203,7 +200,7 @@ def _requantized(cx: Lowerer, node: Node):
     relu = relu or (src.op == "fused_conv" and src.attrs["activation"] == "relu")
     real, scale = record
     op, relax = cx.op, cx.relax
-    zp, (lo, hi) = int(node.attrs["zero_point"]), RANGES[node.dtype]
+    zp, (lo, hi) = int(node.attrs["zero_point"]), QUANT_DTYPES[node.dtype]
     multiplier = (scale / np.float32(node.attrs["scale"])).astype(np.float32)
     v = cx.emit(op.multiply(real, relax.const(multiplier.reshape(1, -1, 1, 1), "float32")), node)
     v = cx.emit(op.add(cx.emit(op.round(v), node), cx.scalar(zp)), node)

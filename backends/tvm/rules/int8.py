@@ -25,7 +25,7 @@ from __future__ import annotations
 from tvm.s_tir.dlight.base import ScheduleRule
 
 from .common import block_index, int_extent, operand
-from .kernel import _ACC_REGISTERS, _is_constant_weight, _pad_per_tile, _prepare_mac, default_tile, mac_shape
+from .kernel import _is_constant_weight, _pad_per_tile, _prepare_mac, _tile_mac
 
 # int32 lanes of the vector unit: 16 (AVX-512 VNNI: zmm) or 8 (AVX-VNNI: ymm); a zmm by default
 VECTOR = 16
@@ -72,7 +72,9 @@ def schedule_int8(func, lanes: int = VECTOR):
         producers = [b for b, feeds_mac in zip(producers, feeds) if feeds_mac]
         for b in consumers[:-1]:
             sch.compute_inline(b)
-        tile_loop, dot = _tile(sch, mac, consumers[-1] if consumers else None, lanes)
+        # the float kernel's tile, the innermost 4 input channels inside the vector (no tile book:
+        # the books were measured for float32 kernels of the same shapes)
+        tile_loop, dot = _tile_mac(sch, mac, consumers[-1] if consumers else None, lanes, True, None, DEPTH)
         for b in producers:
             _pad_per_tile(sch, b, tile_loop, lanes)
         data = operand(sch.get(mac).body.value.b.a)
@@ -80,52 +82,6 @@ def schedule_int8(func, lanes: int = VECTOR):
     except s_tir.ScheduleError:
         return None
     return sch
-
-
-def _tile(sch, mac, epilogue, lanes: int):
-    """Tile ``mac``; returns the parallel tile loop and the 16 x 4 loop nest to tensorize."""
-    from tvm import tirx
-
-    stmt = sch.get(mac)
-    nspatial = sum(iv.iter_type == tirx.IterVar.DataPar for iv in stmt.iter_vars)
-    loops = sch.get_loops(mac)
-    spatial, reduction = loops[:nspatial], loops[nspatial:]
-    shape = mac_shape(sch, mac)
-    tile = default_tile(shape, lanes)
-    reg = tile.reg if tile.rows * tile.reg <= _ACC_REGISTERS[lanes] else 1
-    width = reg * lanes
-    c_o, c_r, c_v = sch.split(spatial[-1], [None, reg, lanes])
-    r_o, r_i = sch.split(spatial[-2], [None, tile.rows])
-    k_o, k_i = sch.split(reduction[-1], [None, DEPTH])
-    outer = [*spatial[:-2], r_o]
-    outer = [c_o, *outer] if tile.channels_outer else [*outer, c_o]
-    sch.reorder(*outer, *reduction[:-1], k_o, r_i, c_r, c_v, k_i)
-    weight = operand(stmt.body.value.b.b)
-    index = next(i for i, region in enumerate(stmt.reads) if region.source.same_as(weight.source))
-    copy = sch.cache_read(mac, index, "global")
-    sch.annotate(copy, "meta_schedule.layout_rewrite_preproc", True)
-    sch.transform_layout(
-        mac,
-        ("read", index),
-        lambda *i: (i[-1] // width, *i[:-2], i[-2] // DEPTH, i[-1] % width, i[-2] % DEPTH),
-    )
-    store = sch.cache_write(mac, 0, "local")
-    if epilogue is not None:
-        sch.compute_inline(store)
-        store = epilogue
-    sch.reverse_compute_at(store, outer[-1])
-    tile_loop = sch.fuse(*outer)
-    sch.parallel(tile_loop)
-    sch.unroll(r_i)
-    sch.unroll(c_r)
-    init = sch.decompose_reduction(mac, reduction[0])
-    sch.vectorize(sch.get_loops(init)[-1])
-    last = sch.get_loops(store)[-1]
-    extent = int_extent(sch.get(last).extent)
-    if extent is not None and extent % lanes == 0 and extent > lanes:
-        last = sch.split(last, [None, lanes])[-1]
-    sch.vectorize(last)
-    return tile_loop, c_v
 
 
 def dot_intrin(data_scope: str, lanes: int = VECTOR) -> str:

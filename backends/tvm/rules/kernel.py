@@ -43,7 +43,7 @@ def schedule_kernel(func, lanes: int, tiles: Mapping[str, Tile] | None = None):
                 return None
         for b in consumers[:-1]:
             sch.compute_inline(b)
-        tile_loop = _tile_mac(
+        tile_loop, _ = _tile_mac(
             sch, mac, consumers[-1] if consumers else None, lanes, _is_constant_weight(func, sch.get(mac)), tiles
         )
         for b in producers:
@@ -245,7 +245,13 @@ def _elements(expr) -> int:
     return math.prod(int_extent(d) or 1 for d in expr.source.ty.shape)
 
 
-def _tile_mac(sch, mac, epilogue, lanes: int, pack: bool, tiles: Mapping[str, Tile] | None = None):
+def _tile_mac(sch, mac, epilogue, lanes: int, pack: bool, tiles: Mapping[str, Tile] | None = None, depth: int = 1):
+    """Tile ``mac`` (see ``schedule_kernel``); returns the parallel tile loop and the vector loop.
+
+    ``depth`` > 1 (the int8 rule: 4) splits the innermost reduction loop by ``depth`` and puts
+    that part inside the vector loop, packing the weights to match, for the caller to
+    tensorize the ``lanes x depth`` nest into one dot-product instruction; the vector loop is
+    then left unvectorised."""
     from tvm import tirx
 
     stmt = sch.get(mac)
@@ -261,9 +267,13 @@ def _tile_mac(sch, mac, epilogue, lanes: int, pack: bool, tiles: Mapping[str, Ti
     r_o, r_i = sch.split(spatial[-2], [None, tile.rows])
     outer_loops = [*spatial[:-2], r_o]
     outer_loops = [c_o, *outer_loops] if tile.channels_outer else [*outer_loops, c_o]
-    sch.reorder(*outer_loops, *reduction, r_i, c_r, c_v)
+    if depth > 1:
+        k_o, k_i = sch.split(reduction[-1], [None, depth])
+        sch.reorder(*outer_loops, *reduction[:-1], k_o, r_i, c_r, c_v, k_i)
+    else:
+        sch.reorder(*outer_loops, *reduction, r_i, c_r, c_v)
     if pack:
-        _pack_weight(sch, mac, operand(term.b), tile.reg * tile.vec)
+        _pack_weight(sch, mac, operand(term.b), tile.reg * tile.vec, depth)
     # Accumulate in a tile-sized local buffer: with its indices constant after unrolling,
     # LLVM keeps it in registers across the reduction (a global buffer would be
     # reloaded and stored on every step, as LLVM cannot prove it aliases nothing).
@@ -276,17 +286,18 @@ def _tile_mac(sch, mac, epilogue, lanes: int, pack: bool, tiles: Mapping[str, Ti
     sch.parallel(tile_loop)
     sch.unroll(r_i)
     sch.unroll(c_r)
-    sch.vectorize(c_v)
+    if depth == 1:
+        sch.vectorize(c_v)
     init = sch.decompose_reduction(mac, reduction[0])
     init_loop = sch.get_loops(init)[-1]
-    if sch.get(init_loop).kind != sch.get(c_v).kind:
+    if sch.get(init_loop).kind != tirx.ForKind.VECTORIZED:
         sch.vectorize(init_loop)
     last = sch.get_loops(store)[-1]
     extent = int_extent(sch.get(last).extent)
     if extent is not None and extent % tile.vec == 0 and extent > tile.vec:
         last = sch.split(last, [None, tile.vec])[-1]
     sch.vectorize(last)
-    return tile_loop
+    return tile_loop, c_v
 
 
 def _pad_per_tile(sch, block, tile_loop, lanes: int) -> None:
@@ -311,19 +322,28 @@ def _pad_per_tile(sch, block, tile_loop, lanes: int) -> None:
         sch.vectorize(sch.split(inner, [None, lanes])[-1])
 
 
-def _pack_weight(sch, mac, load, width: int) -> None:
+def _pack_weight(sch, mac, load, width: int, depth: int = 1) -> None:
     """Store the constant operand tile by tile: ``W[.., oc]`` -> ``W[oc // width, .., oc % width]``.
 
     Then the weights of one output tile are one contiguous stream (the reduction walks
-    them in order), instead of ``width`` floats out of every row. The copy is a block
-    marked ``meta_schedule.layout_rewrite_preproc``: SplitLayoutRewritePreproc moves it
-    out of the kernel and FoldConstant runs it at compile time.
+    them in order), instead of ``width`` floats out of every row. With ``depth`` > 1 the
+    innermost reduction axis is split too, ``W[.., c, oc]`` -> ``W[oc // width, .., c // depth,
+    oc % width, c % depth]``: the ``depth`` values one dot-product lane sums are adjacent. The
+    copy is a block marked ``meta_schedule.layout_rewrite_preproc``: SplitLayoutRewritePreproc
+    moves it out of the kernel and FoldConstant runs it at compile time.
     """
     stmt = sch.get(mac)
     index = next(i for i, region in enumerate(stmt.reads) if region.source.same_as(load.source))
     copy = sch.cache_read(mac, index, "global")
     sch.annotate(copy, "meta_schedule.layout_rewrite_preproc", True)
-    sch.transform_layout(mac, ("read", index), lambda *i: (i[-1] // width, *i[:-1], i[-1] % width))
+    if depth == 1:
+        sch.transform_layout(mac, ("read", index), lambda *i: (i[-1] // width, *i[:-1], i[-1] % width))
+    else:
+        sch.transform_layout(
+            mac,
+            ("read", index),
+            lambda *i: (i[-1] // width, *i[:-2], i[-2] // depth, i[-1] % width, i[-2] % depth),
+        )
 
 
 class _NotTiled(Exception):
